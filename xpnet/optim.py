@@ -1,0 +1,204 @@
+"""Optimizers and learning-rate schedules; each update rule written once in ``xp``.
+
+Updates use augmented assignment (``p -= lr * g``) and store the result back in
+the list. On a backend whose arrays are mutable (NumPy, CuPy, array-api-strict,
+PyTorch) that updates the array in place; on one whose arrays are immutable
+(JAX) Python falls back to ``p = p - lr * g`` and the new array replaces the old.
+Both are the same line of code.
+
+Weight decay applies to weight matrices only (2-D parameters), not to biases.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from .validate import check_choice, check_positive
+
+
+# ---------------------------------------------------------------- schedules
+class Constant:
+    """The base learning rate at every epoch."""
+
+    name = "constant"
+
+    def __call__(self, epoch: int, epochs: int) -> float:
+        return 1.0
+
+
+class StepDecay:
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
+
+    name = "step"
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1):
+        self.step_size = check_positive(step_size, "step_size", integer=True)
+        self.gamma = check_positive(gamma, "gamma")
+
+    def __call__(self, epoch: int, epochs: int) -> float:
+        return self.gamma ** (epoch // self.step_size)
+
+
+class Cosine:
+    """Cosine decay from the base rate to ``min_factor`` times it over the run."""
+
+    name = "cosine"
+
+    def __init__(self, min_factor: float = 0.0):
+        self.min_factor = check_positive(min_factor, "min_factor", allow_zero=True)
+
+    def __call__(self, epoch: int, epochs: int) -> float:
+        progress = epoch / max(epochs, 1)
+        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": Cosine}
+
+
+def make_schedule(schedule: Any):
+    """A schedule from a name in SCHEDULES, a schedule object, or None (constant)."""
+    if schedule is None:
+        return Constant()
+    if isinstance(schedule, str):
+        return SCHEDULES[check_choice(schedule, "schedule", tuple(SCHEDULES))]()
+    if not callable(schedule):
+        raise ValueError(f"schedule={schedule!r} is not a schedule: expected one of {', '.join(SCHEDULES)}")
+    return schedule
+
+
+# --------------------------------------------------------------- optimizers
+class Optimizer:
+    """Base: a learning rate, a schedule, and state made on the first step."""
+
+    def __init__(self, lr: float, weight_decay: float, schedule: Any):
+        self.lr = check_positive(lr, "lr")
+        self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
+        self.schedule = make_schedule(schedule)
+        self.current_lr = self.lr
+        self.xp = None  # set by attach()
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Set the learning rate for ``epoch`` (0-based) of ``epochs``."""
+        self.current_lr = self.lr * self.schedule(epoch, epochs)
+
+    def attach(self, params: list, xp=None) -> None:
+        """Bind to ``params``'s namespace and make zeroed state for them."""
+        self.xp = xp if xp is not None else array_api_compat.array_namespace(*params)
+        self._init_state(params)
+
+    def _init_state(self, params: list) -> None:
+        pass
+
+    def step(self, params: list, grads: list) -> None:
+        """Update ``params`` (a list, changed in place) from ``grads`` (same order)."""
+        if self.xp is None:
+            self.attach(params)
+        self._step(params, grads)
+
+    def _zeros_like(self, params: list) -> list:
+        return [self.xp.zeros_like(p) for p in params]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Follows PyTorch's convention, so results compare one to one::
+
+        g = g + weight_decay * W        (weights only)
+        v = momentum * v + g
+        step = g + momentum * v  (nesterov)  or  v
+        W = W - lr * step
+    """
+
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        schedule: Any = None,
+    ):
+        super().__init__(lr, weight_decay, schedule)
+        self.momentum = check_positive(momentum, "momentum", allow_zero=True)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum={momentum!r} is out of range: expected 0 <= momentum < 1")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.velocity: list | None = None
+
+    def _init_state(self, params: list) -> None:
+        self.velocity = self._zeros_like(params) if self.momentum else None
+
+    def _step(self, params: list, grads: list) -> None:
+        lr, mu, wd = self.current_lr, self.momentum, self.weight_decay
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if wd and p.ndim == 2:
+                g = g + wd * p
+            if mu:
+                v = self.velocity[i]
+                v *= mu
+                v += g
+                self.velocity[i] = v
+                g = g + mu * v if self.nesterov else v
+            p -= lr * g
+            params[i] = p
+
+
+class Adam(Optimizer):
+    """Adam with decoupled weight decay (AdamW), as PyTorch's ``AdamW``::
+
+        m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
+        W = W * (1 - lr * weight_decay)                       (weights only)
+        W = W - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        schedule: Any = None,
+    ):
+        super().__init__(lr, weight_decay, schedule)
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas={betas!r} is not a pair: expected two numbers in [0, 1)") from None
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas={betas!r} is out of range: expected two numbers in [0, 1)")
+        self.betas = (b1, b2)
+        self.eps = check_positive(eps, "eps")
+        self.t = 0
+        self.m: list | None = None
+        self.v: list | None = None
+
+    def _init_state(self, params: list) -> None:
+        self.t = 0
+        self.m = self._zeros_like(params)
+        self.v = self._zeros_like(params)
+
+    def _step(self, params: list, grads: list) -> None:
+        xp = self.xp
+        (b1, b2), lr, wd, eps = self.betas, self.current_lr, self.weight_decay, self.eps
+        self.t += 1
+        step_size = lr / (1.0 - b1**self.t)
+        v_scale = 1.0 / (1.0 - b2**self.t)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            m, v = self.m[i], self.v[i]
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            self.m[i], self.v[i] = m, v
+            if wd and p.ndim == 2:
+                p *= 1.0 - lr * wd
+            p -= step_size * m / (xp.sqrt(v * v_scale) + eps)
+            params[i] = p
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -1,0 +1,143 @@
+"""Checks at the points where users hand data to xpnet.
+
+Each failure is a ``ValueError`` that names the argument, shows the bad value and
+says what is expected. Checks run with the array's own namespace, so data that is
+already on a GPU (or on array-api-strict's other device) is checked where it lives;
+each check reads back one boolean, never the data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+
+def as_array(a: Any, name: str):
+    """``a`` as an array: backend arrays pass through, anything else goes through NumPy."""
+    if array_api_compat.is_array_api_obj(a):
+        return a
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} could not be read as an array ({exc}): expected a numeric array") from None
+    return arr
+
+
+def _kind(a) -> str:
+    """'b', 'i', 'f', or 'other' for bool, integer, real floating and the rest."""
+    if isinstance(a, np.ndarray):
+        k = a.dtype.kind
+        return {"b": "b", "i": "i", "u": "i", "f": "f"}.get(k, "other")
+    xp = array_api_compat.array_namespace(a)
+    if xp.isdtype(a.dtype, "bool"):
+        return "b"
+    if xp.isdtype(a.dtype, "integral"):
+        return "i"
+    if xp.isdtype(a.dtype, "real floating"):
+        return "f"
+    return "other"
+
+
+def _all(xp, cond) -> bool:
+    return bool(xp.all(cond))
+
+
+def check_features(X: Any, n_in: int, name: str = "X"):
+    """Validate a feature matrix ``(m, n_in)``: numeric, 2-D, non-empty, finite.
+
+    Returns the array (converted to NumPy if it was a list or similar).
+    """
+    X = as_array(X, name)
+    kind = _kind(X)
+    if kind not in ("i", "f"):
+        raise ValueError(f"{name} has dtype {X.dtype}: expected real numbers (float or integer features)")
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} has shape {tuple(X.shape)}: expected a 2-D array (m samples, {n_in} features)"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has shape {tuple(X.shape)}: expected at least one sample")
+    if X.shape[1] != n_in:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the network's first size is {n_in}: "
+            f"expected shape (m, {n_in}), or sizes[0]={X.shape[1]}"
+        )
+    if kind == "f":
+        xp = array_api_compat.array_namespace(X)
+        if not _all(xp, xp.isfinite(X)):
+            bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int64)))
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s): expected finite numbers")
+    return X
+
+
+def check_targets(y: Any, m: int, n_out: int, output: str, name: str = "y"):
+    """Validate targets for a network with ``n_out`` outputs and ``output`` activation.
+
+    Accepted:
+      - ``(m,)`` integer class labels in ``[0, n_out)`` when ``n_out > 1``;
+      - ``(m,)`` or ``(m, 1)`` 0/1 labels for a single sigmoid unit;
+      - ``(m,)`` real targets for a single identity unit;
+      - ``(m, n_out)`` real targets (one-hot or probabilities for softmax, values in
+        [0, 1] for sigmoid).
+
+    Returns ``(y, is_labels)``: the array, and whether it is a 1-D vector of class labels.
+    """
+    y = as_array(y, name)
+    kind = _kind(y)
+    if kind not in ("i", "f"):
+        raise ValueError(f"{name} has dtype {y.dtype}: expected numbers (integer class labels or real targets)")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"{name} has shape {tuple(y.shape)}: expected (m,) labels or (m, {n_out}) targets")
+    if y.shape[0] != m:
+        raise ValueError(f"{name} has {y.shape[0]} samples but X has {m}: expected the same number of rows")
+    xp = array_api_compat.array_namespace(y)
+    if kind == "f" and not _all(xp, xp.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or infinite values: expected finite targets")
+    if y.ndim == 2:
+        if y.shape[1] != n_out:
+            hint = f"(m,) class labels or (m, {n_out}) targets"
+            raise ValueError(f"{name} has shape {tuple(y.shape)} but the network has {n_out} outputs: expected {hint}")
+        if output in ("softmax", "sigmoid") and not _all(xp, (y >= 0) & (y <= 1)):
+            raise ValueError(
+                f"{name} has values outside [0, 1]: a {output} output expects one-hot or probability targets"
+            )
+        return y, False
+    # 1-D
+    if n_out == 1:
+        if output == "identity":
+            return y, False
+        if not _all(xp, (y == 0) | (y == 1)):
+            lo, hi = float(xp.min(y)), float(xp.max(y))
+            raise ValueError(f"{name} has values in [{lo:g}, {hi:g}]: a single sigmoid unit expects 0/1 labels")
+        return y, True
+    if kind == "f" and not _all(xp, y == xp.round(y)):
+        raise ValueError(f"{name} has non-integer values: expected class labels 0..{n_out - 1}")
+    if not _all(xp, (y >= 0) & (y < n_out)):
+        lo, hi = float(xp.min(y)), float(xp.max(y))
+        raise ValueError(
+            f"{name} has labels in [{lo:g}, {hi:g}]: expected class labels 0..{n_out - 1} "
+            f"for {n_out} outputs"
+        )
+    return y, True
+
+
+def check_positive(value: Any, name: str, *, integer: bool = False, allow_zero: bool = False):
+    """A positive finite number (or integer); returns it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"{name}={value!r} is not {what}: expected {'>= 0' if allow_zero else '> 0'}")
+    if integer and not float(value).is_integer():
+        raise ValueError(f"{name}={value!r} is not an integer: expected a whole number")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}={value!r} is out of range: expected {'>= 0' if allow_zero else '> 0'}")
+    return int(value) if integer else float(value)
+
+
+def check_choice(value: Any, name: str, choices) -> str:
+    """One of ``choices``; returns it."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not known: expected one of {', '.join(map(repr, choices))}")
+    return value
