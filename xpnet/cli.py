@@ -55,7 +55,9 @@ def _layers(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(s) for s in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers {text!r} is not a comma-separated list of integers, e.g. 784,128,64,10") from None
+        raise argparse.ArgumentTypeError(
+            f"--layers {text!r} is not a comma-separated list of integers, e.g. 784,128,64,10"
+        ) from None
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--layers {text!r}: expected at least two widths >= 1, e.g. 784,128,64,10")
     return sizes

@@ -66,7 +66,8 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     if not path.exists():
         raise ValueError(f"path={str(path)!r} does not exist: expected an xpnet .npz file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # our own file handle: np.load(path) leaks its handle when the zip is malformed
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"path={str(path)!r} is not a readable .npz file ({exc})") from None

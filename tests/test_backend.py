@@ -1,0 +1,116 @@
+"""Backend resolution, device placement, randomness and to_numpy."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet.backend import Random
+
+
+def test_params_live_on_the_backend_device(backend):
+    model = xpnet.MLP([3, 4, 2], backend=backend)
+    xp = backend.xp
+    for p in model.params:
+        assert type(p) is type(xp.asarray(backend.asarray(np.zeros(1))))
+        if backend.device is not None and backend.name != "numpy":
+            import array_api_compat
+
+            assert array_api_compat.device(p) == backend.device
+    assert [tuple(p.shape) for p in model.params] == [(3, 4), (4,), (4, 2), (2,)]
+    assert model.params[0].dtype == backend.dtype("float32")
+
+
+def test_permutation_is_a_permutation_on_the_device(backend):
+    perm = backend.random(7, 3).permutation(1000)
+    assert type(perm) is type(backend.asarray(np.zeros(1)))
+    np.testing.assert_array_equal(np.sort(xpnet.to_numpy(perm)), np.arange(1000))
+    again = backend.random(7, 3).permutation(1000)
+    np.testing.assert_array_equal(xpnet.to_numpy(perm), xpnet.to_numpy(again))
+    other = backend.random(7, 4).permutation(1000)
+    assert not np.array_equal(xpnet.to_numpy(perm), xpnet.to_numpy(other))
+
+
+def test_normal_draws_are_the_same_on_every_backend(backend):
+    cpu = Random(xpnet.get_backend(), (5,)).normal((4, 3), "float64", scale=2.0)
+    here = backend.random(5).normal((4, 3), "float64", scale=2.0)
+    np.testing.assert_array_equal(xpnet.to_numpy(here), cpu)
+
+
+def test_to_numpy_round_trip(backend):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    back = xpnet.to_numpy(backend.asarray(a))
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, a)
+
+
+def test_model_moves_between_devices(backend):
+    model = xpnet.MLP([3, 5, 2], seed=4)
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    ref = xpnet.to_numpy(model.forward(X))
+    model.to(backend=backend)
+    assert model.backend is backend
+    np.testing.assert_allclose(xpnet.to_numpy(model.forward(X)), ref, rtol=1e-6)
+    model.to("cpu")
+    assert isinstance(model.params[0], np.ndarray)
+    np.testing.assert_allclose(xpnet.to_numpy(model.forward(X)), ref, rtol=1e-6)
+
+
+def test_backend_by_name_and_module(backend):
+    assert xpnet.get_backend(backend) is backend
+    assert xpnet.get_backend("numpy").is_numpy
+    assert xpnet.get_backend(np).is_numpy
+    assert xpnet.get_backend(None, "cpu").is_numpy
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:-1", 3])
+def test_unknown_device_strings_are_refused(backend, device):
+    with pytest.raises(ValueError, match="device="):
+        xpnet.get_backend(device=device)
+
+
+def test_unknown_backend_is_refused(backend):
+    with pytest.raises(ValueError, match="backend='no_such_array_lib'"):
+        xpnet.get_backend("no_such_array_lib")
+    with pytest.raises(ValueError, match="NumPy runs on 'cpu' only"):
+        xpnet.get_backend("numpy", "cuda")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_cuda_without_cupy_says_how_to_fix_it(backend):
+    with pytest.raises(xpnet.DeviceError) as info:
+        xpnet.MLP([2, 2], device="cuda")
+    message = str(info.value)
+    assert "device='cuda'" in message and "CuPy" in message
+    assert 'pip install "xpnet[cuda12]"' in message and "--device cpu" in message
+
+
+def test_cuda_without_a_gpu_says_so(backend, monkeypatch):
+    """CuPy present but no GPU visible: simulated with a stand-in cupy module."""
+    import sys
+    import types
+
+    class _Runtime:
+        @staticmethod
+        def getDeviceCount():
+            raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=_Runtime())
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(xpnet.DeviceError, match="no CUDA GPU is visible.*--device cpu"):
+        xpnet.get_backend(device="cuda:0")
+
+
+def test_cuda_index_out_of_range(backend, monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(xpnet.DeviceError, match=r"cuda:3.*only 1 GPU"):
+        xpnet.get_backend(device="cuda:3")

@@ -1,0 +1,128 @@
+"""Bad input at every library entry point: a ValueError naming the argument, the value and what is expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(6, 3)).astype(np.float32)
+LABELS = np.array([0, 1, 2, 1, 0, 2])
+
+
+def _nan_X():
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    return bad
+
+
+def _inf_X():
+    bad = X.copy()
+    bad[0, 0] = np.inf
+    return bad
+
+
+# (X, y, regex the message must match)
+DATA_CASES = {
+    "nan in X": (_nan_X(), LABELS, r"X contains 1 NaN or infinite"),
+    "inf in X": (_inf_X(), LABELS, r"X contains 1 NaN or infinite"),
+    "wrong feature count": (X[:, :2], LABELS, r"X has 2 features .* first size is 3.*\(m, 3\)"),
+    "1-D X": (X[:, 0], LABELS, r"X has shape \(6,\): expected a 2-D array"),
+    "3-D X": (X[:, :, None], LABELS, r"X has shape \(6, 3, 1\): expected a 2-D array"),
+    "empty X": (X[:0], LABELS[:0], r"X has shape \(0, 3\): expected at least one sample"),
+    "strings in X": (np.array([["a", "b", "c"]] * 6), LABELS, r"X has dtype <U1: expected real numbers"),
+    "bools in X": (X > 0, LABELS, r"X has dtype bool: expected real numbers"),
+    "label out of range": (X, np.array([0, 1, 3, 1, 0, 2]), r"y has labels in \[0, 3\]: expected class labels 0..2"),
+    "negative label": (X, np.array([0, -1, 2, 1, 0, 2]), r"y has labels in \[-1, 2\]: expected class labels 0..2"),
+    "non-integer label": (X, np.array([0, 1.5, 2, 1, 0, 2]), r"y has non-integer values: expected class labels 0..2"),
+    "length mismatch": (X, LABELS[:5], r"y has 5 samples but X has 6"),
+    "wrong target width": (X, np.zeros((6, 2)), r"y has shape \(6, 2\) but the network has 3 outputs"),
+    "3-D y": (X, np.zeros((6, 3, 1)), r"y has shape \(6, 3, 1\): expected \(m,\) labels or \(m, 3\) targets"),
+    "string labels": (X, np.array(list("abcabc")), r"y has dtype <U1: expected numbers"),
+    "nan in y": (X, np.array([0, 1, np.nan, 1, 0, 2]), r"y contains NaN"),
+    "one-hot outside [0, 1]": (X, np.full((6, 3), 2.0), r"y has values outside \[0, 1\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_fit_evaluate_and_loss_refuse_bad_data(backend, case):
+    bad_X, bad_y, message = DATA_CASES[case]
+    model = xpnet.MLP([3, 4, 3], backend=backend)
+    with pytest.raises(ValueError, match=message):
+        xpnet.fit(model, bad_X, bad_y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match=message):
+        model.evaluate(bad_X, bad_y)
+    with pytest.raises(ValueError, match=message):
+        model.loss_and_grads(bad_X, bad_y)
+
+
+@pytest.mark.parametrize("case", ["nan in X", "wrong feature count", "3-D X", "empty X", "strings in X"])
+def test_predict_and_forward_refuse_bad_X(backend, case):
+    bad_X, _, message = DATA_CASES[case]
+    model = xpnet.MLP([3, 4, 3], backend=backend)
+    for method in (model.forward, model.predict, model.predict_proba):
+        with pytest.raises(ValueError, match=message):
+            method(bad_X)
+
+
+def test_bad_data_already_on_the_device(backend):
+    model = xpnet.MLP([3, 4, 3], backend=backend)
+    with pytest.raises(ValueError, match="X contains 1 NaN"):
+        model.evaluate(backend.asarray(_nan_X()), backend.asarray(LABELS))
+    with pytest.raises(ValueError, match="y has labels in"):
+        model.evaluate(backend.asarray(X), backend.asarray(np.array([0, 1, 7, 1, 0, 2])))
+
+
+def test_single_sigmoid_unit_needs_0_1_labels(backend):
+    model = xpnet.MLP([3, 2, 1], output="sigmoid", backend=backend)
+    with pytest.raises(ValueError, match=r"y has values in \[0, 2\]: a single sigmoid unit expects 0/1 labels"):
+        model.evaluate(X, np.array([0, 1, 2, 1, 0, 1]))
+
+
+MODEL_CASES = [
+    (dict(sizes=[3]), r"sizes=\[3\] is not a list of layer widths: expected at least 2 integers"),
+    (dict(sizes=[3, 0, 2]), r"sizes=\[3, 0, 2\]"),
+    (dict(sizes=[3, 2.5, 2]), r"sizes=\[3, 2.5, 2\]"),
+    (dict(sizes="784,10"), r"sizes='784,10'"),
+    (dict(sizes=None), r"sizes=None"),
+    (dict(activation="swish"), r"activation='swish' is not known: expected one of 'sigmoid', 'tanh'"),
+    (dict(activation="softmax"), r"activation='softmax' is not known"),
+    (dict(output="tanh"), r"output='tanh' is not known: expected one of 'softmax', 'sigmoid', 'identity'"),
+    (dict(loss="hinge"), r"loss='hinge' is not known"),
+    (dict(loss="binary_cross_entropy"), r"loss='binary_cross_entropy' does not fit output='softmax'"),
+    (dict(output="identity", loss="cross_entropy"), r"loss='cross_entropy' does not fit output='identity'"),
+    (dict(init="zeros"), r"init='zeros' is not known: expected one of 'small', 'xavier', 'he', 'normal'"),
+    (dict(dtype="float16"), r"dtype='float16' is not known"),
+    (dict(seed=-1), r"seed=-1 is not a seed"),
+    (dict(sizes=[3, 1]), r"sizes\[-1\]=1 with output='softmax'"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", MODEL_CASES)
+def test_bad_model_arguments(backend, kwargs, message):
+    kwargs = {"sizes": [3, 4, 3], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        xpnet.MLP(backend=backend, **kwargs)
+
+
+FIT_CASES = [
+    (dict(epochs=0), r"epochs=0 is out of range: expected > 0"),
+    (dict(epochs=-2), r"epochs=-2"),
+    (dict(epochs=1.5), r"epochs=1.5 is not an integer"),
+    (dict(batch_size=0), r"batch_size=0 is out of range"),
+    (dict(batch_size="full"), r"batch_size='full' is not an integer"),
+    (dict(seed=True), r"seed=True is not a seed"),
+    (dict(optimizer="adam"), r"optimizer='adam' is not an optimizer"),
+    (dict(validation_data=X), r"validation_data must be a pair"),
+    (dict(validation_data=(X[:, :2], LABELS)), r"validation_data\[0\] has 2 features"),
+    (dict(validation_data=(X, LABELS[:3])), r"validation_data\[1\] has 3 samples"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", FIT_CASES)
+def test_bad_fit_arguments(backend, kwargs, message):
+    model = xpnet.MLP([3, 4, 3], backend=backend)
+    with pytest.raises(ValueError, match=message):
+        xpnet.fit(model, X, LABELS, verbose=False, **kwargs)

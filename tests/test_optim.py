@@ -1,0 +1,77 @@
+"""Update rules against their formulas, step by step, in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet
+
+
+def _state(backend, rng):
+    params = [rng.normal(size=(3, 2)), rng.normal(size=(2,))]
+    return params, [backend.asarray(p.copy()) for p in params]
+
+
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)])
+def test_sgd_matches_the_formula(backend, momentum, nesterov, wd):
+    rng = np.random.default_rng(0)
+    ref, params = _state(backend, rng)
+    opt = xpnet.SGD(0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd)
+    v = [np.zeros_like(p) for p in ref]
+    for _ in range(3):
+        grads = [rng.normal(size=p.shape) for p in ref]
+        opt.step(params, [backend.asarray(g) for g in grads])
+        for i, (p, g) in enumerate(zip(ref, grads)):
+            g = g + wd * p if p.ndim == 2 else g  # decay on weights only
+            v[i] = momentum * v[i] + g
+            step = g + momentum * v[i] if nesterov else (v[i] if momentum else g)
+            ref[i] = p - 0.1 * step
+    for a, b in zip(params, ref):
+        np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_adam_matches_the_formula(backend, wd):
+    rng = np.random.default_rng(1)
+    ref, params = _state(backend, rng)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    opt = xpnet.Adam(lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    m = [np.zeros_like(p) for p in ref]
+    v = [np.zeros_like(p) for p in ref]
+    for t in range(1, 5):
+        grads = [rng.normal(size=p.shape) for p in ref]
+        opt.step(params, [backend.asarray(g) for g in grads])
+        for i, g in enumerate(grads):
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            p = ref[i] * (1 - lr * wd) if ref[i].ndim == 2 else ref[i]
+            ref[i] = p - lr * (m[i] / (1 - b1**t)) / (np.sqrt(v[i] / (1 - b2**t)) + eps)
+    for a, b in zip(params, ref):
+        np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-12, atol=1e-15)
+
+
+def test_updates_are_in_place_on_mutable_backends(backend):
+    params = [backend.asarray(np.ones((2, 2))), backend.asarray(np.ones(2))]
+    before = list(params)
+    xpnet.Adam(0.1).step(params, [backend.asarray(np.ones((2, 2))), backend.asarray(np.ones(2))])
+    assert backend.mutable
+    assert all(a is b for a, b in zip(params, before))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: xpnet.SGD(0), "lr=0"),
+    (lambda: xpnet.SGD(-1), "lr=-1"),
+    (lambda: xpnet.SGD(float("nan")), "lr=nan"),
+    (lambda: xpnet.SGD("fast"), "lr='fast'"),
+    (lambda: xpnet.SGD(0.1, momentum=1.0), "momentum=1.0"),
+    (lambda: xpnet.SGD(0.1, nesterov=True), "nesterov=True needs momentum"),
+    (lambda: xpnet.SGD(0.1, weight_decay=-1), "weight_decay=-1"),
+    (lambda: xpnet.Adam(betas=(0.9, 1.0)), "betas="),
+    (lambda: xpnet.Adam(eps=0), "eps=0"),
+    (lambda: xpnet.Adam(schedule="linear"), "schedule='linear'"),
+    (lambda: xpnet.StepDecay(step_size=0), "step_size=0"),
+])
+def test_bad_optimizer_arguments(backend, make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
