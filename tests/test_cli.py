@@ -7,72 +7,199 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from xpnet.cli import main
+import xpnet
+from xpnet.cli import PRESETS, main
 
 FAST = ["--epochs", "1", "--layers", "784,16,10"]
 
 
+def run(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse exits by itself for usage errors and --help
+        return exc.code
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def test_train_prints_epochs_and_test_accuracy(device, capsys):
-    assert main(["train", "--device", device, *FAST, "--epochs", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "epoch 1/2" in out and "epoch 2/2" in out and "acc " in out
+    assert run(["train", "--device", device, *FAST, "--epochs", "2"]) == 0
+    out = capsys.readouterr().out  # not a terminal here: plain lines, no bars
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "acc " in out and "samples/s" in out
     assert out.strip().splitlines()[-1].startswith("test accuracy ")
 
 
 def test_train_json_and_save(device, tmp_path, capsys):
     path = tmp_path / "model.npz"
-    assert main(["train", "--device", device, *FAST, "--json", "--save", str(path), "--val-fraction", "0.1"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    result = json.loads(last)
+    assert run(["train", "--device", device, *FAST, "--json", "--save", str(path), "--val-fraction", "0.1"]) == 0
+    result = last_json(capsys.readouterr().out)
     for key in ("dataset", "device", "layers", "epochs", "train_loss", "test_accuracy", "seconds", "samples_per_second"):
         assert key in result
     assert result["layers"] == [784, 16, 10] and result["dataset"] == "mnist" and 0 < result["test_accuracy"] <= 1
-    import xpnet
-
-    model = xpnet.load(path)
-    assert model.sizes == [784, 16, 10]
+    assert xpnet.load(path).sizes == [784, 16, 10]
 
 
-@pytest.mark.parametrize("argv,message", [
+def test_presets_set_values_and_flags_override_them(device, capsys):
+    assert run(["train", "--device", device, "--preset", "shallow3", "--epochs", "3", "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["layers"] == [3, 4, 3, 1] and result["dataset"] == "sphere" and result["epochs"] == 3
+
+
+def test_nielsen_preset_prints_network_py_lines(device, capsys):
+    assert run(["train", "--device", device, "--preset", "nielsen", "--epochs", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("Epoch 0: ") and lines[0].endswith(" / 2000")
+    assert lines[1].startswith("Epoch 1: ")
+    correct = int(lines[1].split()[2])
+    assert 1000 < correct <= 2000
+
+
+def test_planar_preset_reaches_about_90_percent(device, capsys):
+    assert run(["train", "--device", device, "--preset", "planar", "--epochs", "2000", "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["layers"] == [2, 4, 1] and result["train_accuracy"] > 0.85 and result["test_accuracy"] > 0.85
+
+
+def test_sweep_table_and_plot(device, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    argv = ["sweep", "--device", device, "--preset", "moons-sweep", "--hidden", "1,4", "--epochs", "20"]
+    assert run([*argv, "--plot", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["hidden", "train", "acc", "test", "acc", "test", "loss", "seconds"]
+    assert out[1].split()[0] == "1" and out[2].split()[0] == "4"
+    assert (tmp_path / "sweep_boundaries.png").stat().st_size > 1000
+    assert run([*argv, "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert [r["hidden"] for r in result["results"]] == [1, 4]
+
+
+def test_train_on_user_files(device, tmp_path, capsys):
+    X, y = xpnet.make_moons(300, seed=1)
+    np.savez(tmp_path / "moons.npz", X=X, y=y)
+    np.savetxt(tmp_path / "moons.csv", np.column_stack([X, y]), delimiter=",", header="x1,x2,label", comments="")
+    for name in ("moons.npz", "moons.csv"):
+        assert run(["train", "--device", device, "--data", str(tmp_path / name), "--epochs", "30", "--json"]) == 0
+        result = last_json(capsys.readouterr().out)
+        assert result["layers"] == [2, 128, 64, 2] and result["test_accuracy"] > 0.8, name
+
+
+def test_evaluate_and_predict(device, tmp_path, capsys):
+    model_path = tmp_path / "m.npz"
+    assert run(["train", "--device", device, *FAST, "--quiet", "--save", str(model_path)]) == 0
+    capsys.readouterr()
+    assert run(["evaluate", "--model", str(model_path), "--device", device]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "per-class accuracy: 0:" in out and "true\\pred" in out
+    assert run(["evaluate", "--model", str(model_path), "--device", device, "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert len(result["per_class_accuracy"]) == 10 and np.array(result["confusion_matrix"]).sum() == 2000
+
+    d = xpnet.load_mnist()
+    np.savez(tmp_path / "x.npz", X=d.X_test[:5])
+    assert run(["predict", "--model", str(model_path), "--data", str(tmp_path / "x.npz"), "--device", device]) == 0
+    printed = [int(v) for v in capsys.readouterr().out.split()]
+    expected = xpnet.to_numpy(xpnet.load(model_path).predict(d.X_test[:5])).tolist()
+    assert printed == expected
+    for out_name in ("p.csv", "p.npy"):
+        target = tmp_path / out_name
+        assert run(["predict", "--model", str(model_path), "--data", str(tmp_path / "x.npz"), "--proba",
+                    "--out", str(target), "--device", device]) == 0
+        proba = np.load(target) if out_name.endswith(".npy") else np.loadtxt(target, delimiter=",")
+        assert proba.shape == (5, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
+
+
+def test_train_plots(device, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    assert run(["train", "--device", device, *FAST, "--quiet", "--plot", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"history.png", "confusion.png", "misclassified.png"}
+    assert run(["train", "--device", device, "--dataset", "circles", "--epochs", "2", "--quiet", "--plot", str(tmp_path)]) == 0
+    assert (tmp_path / "decision_boundary.png").exists()
+
+
+def test_info(device, capsys):
+    assert run(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"xpnet {xpnet.__version__}") and "numpy" in out and "backends:" in out and "cupy" in out
+
+
+ERRORS = [
     (["train", "--epochs", "0"], "--epochs: '0' must be > 0"),
     (["train", "--lr", "-1"], "--lr: '-1' must be > 0"),
     (["train", "--lr", "fast"], "--lr: 'fast' is not a number"),
     (["train", "--batch-size", "0"], "--batch-size: '0' must be > 0"),
-    (["train", "--layers", "784,abc,10"], "--layers '784,abc,10' is not a comma-separated list"),
-    (["train", "--layers", "784"], "expected at least two widths"),
-    (["train", "--layers", "100,10"], "--layers starts with 100 but mnist has 784 features: use 784"),
+    (["train", "--batch-size", "half"], "--batch-size: 'half' is not an integer"),
+    (["train", "--layers", "784,abc,10"], "--layers: '784,abc,10' is not a comma-separated list"),
+    (["train", "--layers", "784"], "expected at least 2 integers >= 1"),
+    (["train", "--layers", "100,10"], "--layers starts with 100 but mnist has 784 features: use --layers 784,10"),
+    (["train", "--layers", "784,32,7"], "--layers ends with 7 but mnist needs 10 output(s) for --output softmax"),
     (["train", "--activation", "swish"], "--activation: invalid choice: 'swish'"),
+    (["train", "--dataset", "cifar"], "--dataset: invalid choice: 'cifar'"),
     (["train", "--val-fraction", "1.5"], "--val-fraction: '1.5' must be in [0, 1)"),
+    (["train", "--momentum", "1"], "--momentum: '1' must be in [0, 1)"),
     (["train", "--device", "tpu"], "device='tpu' is not a device"),
     (["train", "--loss", "binary_cross_entropy"], "loss='binary_cross_entropy' does not fit output='softmax'"),
-    (["train", "--optimizer", "adam", "--momentum", "-1"], "--momentum: '-1' must be a finite number >= 0"),
+    (["train", "--preset", "moons-sweep"], "--preset moons-sweep is for 'xpnet sweep', not 'xpnet train'"),
+    (["train", "--preset", "nope"], "--preset: invalid choice: 'nope'"),
+    (["train", "--data", "/no/such/file.csv"], "--data '/no/such/file.csv' does not exist"),
+    (["train", "--data", "/"], "--data '/' is a directory"),
+    (["sweep", "--layers", "2,3,2"], "unrecognized arguments: --layers"),
+    (["evaluate"], "the following arguments are required: --model"),
+    (["evaluate", "--model", "/no/such.npz"], "path='/no/such.npz' does not exist"),
+    (["predict", "--model", "m.npz"], "the following arguments are required: --data"),
     (["bogus"], "invalid choice: 'bogus'"),
     ([], "the following arguments are required: COMMAND"),
-])
+]
+
+
+@pytest.mark.parametrize("argv,message", ERRORS)
 def test_errors_are_one_line_and_exit_2(device, argv, message, capsys):
-    code = _run(argv)
+    code = run(argv)
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert message in err and "Traceback" not in err
 
 
-def _run(argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse exits itself
-        return exc.code
+def test_file_errors_in_evaluate_and_predict(device, tmp_path, capsys):
+    model_path = tmp_path / "m.npz"
+    assert run(["train", "--device", device, "--dataset", "moons", "--epochs", "1", "--quiet", "--save", str(model_path)]) == 0
+    capsys.readouterr()
+    wide = str(tmp_path / "wide.npz")
+    np.savez(wide, X=np.zeros((3, 5)))
+    cases = [
+        (["evaluate", "--model", str(model_path)], "the model takes 2 features but mnist has 784"),
+        (["predict", "--model", str(model_path), "--data", wide], "has shape (3, 5): the model expects (m, 2)"),
+        (["predict", "--model", str(model_path), "--data", wide, "--out", "p.txt"], "--out 'p.txt': expected a .csv or .npy"),
+        (["evaluate", "--model", str(tmp_path / "wide.npz")], "has no metadata"),
+    ]
+    for argv, message in cases:
+        assert run([*argv, "--device", device]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_failed_run_leaves_an_existing_save_file_alone(device, tmp_path, capsys):
     path = tmp_path / "model.npz"
     path.write_bytes(b"good model")
-    assert _run(["train", "--device", device, *FAST, "--layers", "5,10", "--save", str(path)]) == 2
+    assert run(["train", "--device", device, *FAST, "--layers", "5,10", "--save", str(path)]) == 2
     assert path.read_bytes() == b"good model"
-    assert _run(["train", "--device", device, *FAST, "--save", str(tmp_path / "missing" / "m.npz")]) == 2
+    assert run(["train", "--device", device, *FAST, "--save", str(tmp_path / "missing" / "m.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert run(["train", "--device", device, *FAST, "--save", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_says_how_to_install(device, monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert run(["train", "--device", device, *FAST, "--plot", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "xpnet[plot]"' in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.skipif(shutil.which("xpnet") is None, reason="the xpnet console script is not installed")
@@ -85,10 +212,25 @@ def test_console_script_runs(device):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
 
 
-def test_help_lists_every_flag(device, capsys):
-    assert _run(["train", "--help"]) == 0
+@pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "predict", "info"])
+def test_help_is_complete(device, command, capsys):
+    assert run([command, "--help"]) == 0
     out = capsys.readouterr().out
-    for flag in ("--device", "--layers", "--activation", "--output", "--loss", "--init", "--optimizer", "--lr",
-                 "--momentum", "--weight-decay", "--schedule", "--batch-size", "--epochs", "--val-fraction", "--seed",
-                 "--dtype", "--save", "--json", "--quiet"):
-        assert flag in out
+    if command in ("train", "sweep"):
+        for flag in ("--device", "--dataset", "--data", "--label-column", "--activation", "--output", "--loss", "--init",
+                     "--optimizer", "--lr", "--momentum", "--weight-decay", "--schedule", "--batch-size", "--epochs",
+                     "--val-fraction", "--seed", "--dtype", "--plot", "--json", "--quiet", "--preset"):
+            assert flag in out, flag
+    assert run(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert all(c in top for c in ("train", "sweep", "evaluate", "predict", "info"))
+
+
+def test_every_preset_names_real_settings(device):
+    from dataclasses import fields
+
+    from xpnet.cli import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    for preset, (command, settings) in PRESETS.items():
+        assert command in ("train", "sweep") and set(settings) <= names, preset

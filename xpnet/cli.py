@@ -1,8 +1,10 @@
 """The ``xpnet`` command line: ``main(argv) -> exit code``.
 
+Subcommands: ``train``, ``evaluate``, ``predict``, ``sweep``, ``info``.
+
 Every user error (bad flag value, unusable device, shape mismatch, unreadable
 file) is printed as one line on stderr with exit code 2; there are no tracebacks
-for things a user can fix.
+for things a user can fix. A failed run never overwrites a good ``--save`` file.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .activations import HIDDEN, OUTPUTS
+from .data import DATASETS
 from .losses import LOSSES
 from .model import DTYPES, INITS
 
@@ -26,14 +32,19 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``xpnet train``'s settings; the fields are the flags."""
+    """Settings of ``train`` and ``sweep``; the fields are the flags (``--batch-size`` is ``batch_size``)."""
 
     device: str = "cpu"  # cpu | cuda | cuda:N
-    dataset: str = "mnist"  # the bundled 10,000 digits
-    layers: tuple[int, ...] | None = None  # None: [n_features, 128, 64, n_classes]
+    dataset: str = "mnist"  # see xpnet.data.DATASETS
+    data: str | None = None  # user file (.npz with X, y / .csv); overrides --dataset
+    label_column: int = -1  # for .csv files
+    data_dir: str | None = None  # download cache for mnist-full
+    mirror: str | None = None  # base URL for mnist-full
+    layers: tuple[int, ...] | None = None  # None: n_features,128,64,n_outputs
+    hidden: tuple[int, ...] = (1, 2, 4, 10, 20, 50)  # sweep: one net per hidden width
     activation: str = "relu"
     output: str = "softmax"
-    loss: str | None = None  # None: matches the output
+    loss: str | None = None  # None: the one matching --output
     init: str | None = None  # None: he for relu-like, xavier otherwise
     # The defaults reach ~95.5% test accuracy on the bundled digits in ~3 s on 2 cores.
     optimizer: str = "nesterov"  # sgd | momentum | nesterov | adam
@@ -44,70 +55,73 @@ class TrainConfig:
     batch_size: int | None = 64  # None: full batch
     epochs: int = 30
     val_fraction: float = 0.0  # share of the training set held out for per-epoch validation
+    test_fraction: float = 0.2  # held-out share for generated data and --data files
     seed: int = 0
     dtype: str = "float32"
     save: str | None = None
+    plot: str | None = None  # directory for PNG figures
     json: bool = False
     quiet: bool = False
+    report: str = "lines"  # lines | nielsen ("Epoch j: correct / total" on the test set)
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--layers {text!r} is not a comma-separated list of integers, e.g. 784,128,64,10"
-        ) from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--layers {text!r}: expected at least two widths >= 1, e.g. 784,128,64,10")
-    return sizes
+PRESETS = {  # name -> (command, settings); explicit flags override these
+    "planar": ("train", dict(
+        dataset="planar", layers=(2, 4, 1), activation="tanh", output="sigmoid", init="small",
+        optimizer="sgd", lr=1.2, weight_decay=0.0, schedule="constant", batch_size=None, epochs=10000,
+    )),
+    "deep-mnist": ("train", dict(dataset="mnist", layers=(784, 128, 64, 10), activation="relu", output="softmax")),
+    "shallow3": ("train", dict(
+        dataset="sphere", layers=(3, 4, 3, 1), activation="tanh", output="sigmoid", init="xavier",
+        optimizer="adam", lr=0.02, weight_decay=0.0, schedule="constant", batch_size=32, epochs=100,
+    )),
+    "moons-sweep": ("sweep", dict(
+        dataset="moons", hidden=(1, 2, 4, 10, 20, 50), activation="tanh", output="softmax",
+        optimizer="adam", lr=0.01, weight_decay=0.0, schedule="constant", batch_size=64, epochs=200,
+    )),
+    "nielsen": ("train", dict(
+        dataset="mnist", layers=(784, 30, 10), activation="sigmoid", output="sigmoid", loss="mse", init="normal",
+        optimizer="sgd", lr=3.0, weight_decay=0.0, schedule="constant", batch_size=10, epochs=30, report="nielsen",
+    )),
+}
 
 
-def _positive(kind):
+# ------------------------------------------------------------ flag parsers
+def _int_list(flag: str, minimum: int):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(s) for s in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+        if min(values) < 1 or len(values) < minimum:
+            need = f"at least {minimum} " if minimum > 1 else ""
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {need}integers >= 1, e.g. 784,128,64,10")
+        return values
+
+    return parse
+
+
+def _number(kind, low: float, high: float = float("inf"), low_open: bool = True, high_open: bool = True):
+    """A parser for numbers in a range, with a one-line error naming the range."""
+    lo_s, hi_s = ("(" if low_open else "["), (")" if high_open else "]")
+
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not ok or value != value:
+            if high == float("inf"):
+                raise argparse.ArgumentTypeError(f"{text!r} must be {'>' if low_open else '>='} {low:g}")
+            raise argparse.ArgumentTypeError(f"{text!r} must be in {lo_s}{low:g}, {high:g}{hi_s}")
         return value
 
     return parse
 
 
 def _batch_size(text: str) -> int | None:
-    return None if text == "full" else _positive(int)(text)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1)")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
+    return None if text == "full" else _number(int, 0)(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,49 +131,107 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _add_data_flags(p: argparse.ArgumentParser, default_dataset: bool = True) -> None:
+    d = TrainConfig()
+    p.add_argument("--dataset", choices=DATASETS,
+                   help=f"mnist: the bundled 10,000 digits (8,000 train / 2,000 test); mnist-full: official 60k+10k, "
+                        f"downloaded once; planar, moons, circles, xor, sphere: generated"
+                        f"{' (default: ' + d.dataset + ')' if default_dataset else ''}")
+    p.add_argument("--data", metavar="FILE", help=".npz with arrays X and y, or .csv with the label in the last column")
+    p.add_argument("--label-column", type=int, metavar="N", help="label column of a .csv (default: -1, the last)")
+    p.add_argument("--data-dir", metavar="DIR", help="download cache (default: $XPNET_DATA_DIR, else ~/.cache/xpnet)")
+    p.add_argument("--mirror", metavar="URL", help="base URL for mnist-full (default: $XPNET_MIRROR, else the S3 mirror)")
+    p.add_argument("--seed", type=_number(int, 0, low_open=False), help=f"(default: {d.seed})")
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a tutorial's settings; explicit flags override them")
+    p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {d.device})")
+    _add_data_flags(p)
+    p.add_argument("--activation", choices=HIDDEN, help=f"hidden activation (default: {d.activation})")
+    p.add_argument("--output", choices=OUTPUTS, help=f"output activation (default: {d.output})")
+    p.add_argument("--loss", choices=tuple(LOSSES), help="loss (default: the one matching --output)")
+    p.add_argument("--init", choices=tuple(INITS), help="weight init (default: he for relu-like, else xavier)")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], help=f"(default: {d.optimizer})")
+    p.add_argument("--lr", type=_number(float, 0), help="learning rate (default: 1e-3 for adam, 0.1 for the sgd family)")
+    p.add_argument("--momentum", type=_number(float, 0, 1, low_open=False),
+                   help=f"for --optimizer momentum|nesterov (default: {d.momentum})")
+    p.add_argument("--weight-decay", type=_number(float, 0, low_open=False), help=f"(default: {d.weight_decay})")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine"],
+                   help=f"learning rate over epochs (default: {d.schedule})")
+    p.add_argument("--batch-size", type=_batch_size, help=f"samples per step, or 'full' (default: {d.batch_size})")
+    p.add_argument("--epochs", type=_number(int, 0), help=f"(default: {d.epochs})")
+    p.add_argument("--val-fraction", type=_number(float, 0, 1, low_open=False),
+                   help=f"share of the training set held out for per-epoch validation (default: {d.val_fraction})")
+    p.add_argument("--test-fraction", type=_number(float, 0, 1),
+                   help=f"held-out share for generated data and --data (default: {d.test_fraction})")
+    p.add_argument("--dtype", choices=DTYPES, help=f"(default: {d.dtype})")
+    p.add_argument("--plot", metavar="DIR", help="write PNG figures here (needs the plot extra)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="xpnet", description="Train fully connected networks with hand-written backprop on CPU or GPU.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('xpnet').__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    sup = argparse.SUPPRESS  # unset flags stay absent, so presets can fill them
 
-    d = TrainConfig()
-    t = sub.add_parser("train", help="train a network and report its test accuracy",
-                       description="Train a network; prints one line per epoch and the test accuracy.")
-    t.add_argument("--device", default=d.device, help="cpu, cuda or cuda:N (default: %(default)s)")
-    t.add_argument("--dataset", default=d.dataset, choices=["mnist"],
-                   help="mnist: the bundled 10,000 real digits, 8,000 train / 2,000 test (default)")
-    t.add_argument("--layers", type=_layers, default=d.layers,
-                   help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_classes)")
-    t.add_argument("--activation", default=d.activation, choices=HIDDEN, help="hidden activation (default: %(default)s)")
-    t.add_argument("--output", default=d.output, choices=OUTPUTS, help="output activation (default: %(default)s)")
-    t.add_argument("--loss", default=d.loss, choices=tuple(LOSSES), help="loss (default: the one matching --output)")
-    t.add_argument("--init", default=d.init, choices=tuple(INITS), help="weight init (default: he for relu, else xavier)")
-    t.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "momentum", "nesterov", "adam"],
-                   help="(default: %(default)s)")
-    t.add_argument("--lr", type=_positive(float), default=d.lr, help="learning rate (default: 1e-3 for adam, 0.1 for sgd)")
-    t.add_argument("--momentum", type=_nonnegative_float, default=d.momentum,
-                   help="momentum for --optimizer momentum|nesterov (default: %(default)s)")
-    t.add_argument("--weight-decay", type=_nonnegative_float, default=d.weight_decay, help="(default: %(default)s)")
-    t.add_argument("--schedule", default=d.schedule, choices=["constant", "step", "cosine"],
-                   help="learning-rate schedule over epochs (default: %(default)s)")
-    t.add_argument("--batch-size", type=_batch_size, default=d.batch_size,
-                   help="samples per step, or 'full' for full-batch gradient descent (default: %(default)s)")
-    t.add_argument("--epochs", type=_positive(int), default=d.epochs, help="(default: %(default)s)")
-    t.add_argument("--val-fraction", type=_fraction, default=d.val_fraction,
-                   help="share of the training set held out for per-epoch validation (default: %(default)s)")
-    t.add_argument("--seed", type=_nonnegative_int, default=d.seed, help="(default: %(default)s)")
-    t.add_argument("--dtype", default=d.dtype, choices=DTYPES, help="(default: %(default)s)")
-    t.add_argument("--save", default=d.save, metavar="PATH", help="write the trained model here (.npz)")
-    t.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
-    t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t = sub.add_parser("train", argument_default=sup, help="train a network and report its test accuracy",
+                       description="Train a network; prints progress per epoch and ends with the test accuracy.")
+    _add_train_flags(t)
+    t.add_argument("--layers", type=_int_list("--layers", 2),
+                   help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_outputs)")
+    t.add_argument("--save", metavar="PATH", help="write the trained model here (.npz); an old file is replaced only on success")
     t.set_defaults(handler=cmd_train)
+
+    s = sub.add_parser("sweep", argument_default=sup, help="train one net per hidden width and compare them",
+                       description="The tutorials' hidden-size experiment: one hidden layer of each width in --hidden.")
+    _add_train_flags(s)
+    s.add_argument("--hidden", type=_int_list("--hidden", 1), help="widths to try (default: 1,2,4,10,20,50)")
+    s.set_defaults(handler=cmd_sweep)
+
+    e = sub.add_parser("evaluate", argument_default=sup, help="loss, accuracy, per-class accuracy, confusion matrix",
+                       description="Evaluate a saved model on a data set's test split or on a file.")
+    e.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save")
+    e.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    _add_data_flags(e)
+    e.add_argument("--test-fraction", type=_number(float, 0, 1), help="test share of generated data (default: 0.2)")
+    e.add_argument("--plot", metavar="DIR", help="write the confusion matrix as PNG here")
+    e.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
+    e.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("predict", argument_default=sup, help="predict labels (or probabilities) for a file",
+                       description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
+    p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save")
+    p.add_argument("--data", required=True, metavar="FILE", help=".npz with array X, or .csv of features")
+    p.add_argument("--label-column", type=int, metavar="N", help="column to drop from a .csv with one extra column (default: -1)")
+    p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")
+    p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    p.set_defaults(handler=cmd_predict)
+
+    i = sub.add_parser("info", help="versions, BLAS, GPUs and usable backends",
+                       description="Show library versions, the BLAS in use, visible GPUs and which backends work here.")
+    i.set_defaults(handler=cmd_info)
     return parser
 
 
-def _config_from(args: argparse.Namespace, cls):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
+# ------------------------------------------------------------------ helpers
+def _train_config(args: argparse.Namespace, command: str) -> TrainConfig:
+    given = {k: v for k, v in vars(args).items() if k not in ("handler", "command", "preset")}
+    settings = {}
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        preset_command, settings = PRESETS[preset]
+        if preset_command != command:
+            raise UsageError(f"--preset {preset} is for 'xpnet {preset_command}', not 'xpnet {command}'")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in {**settings, **given}.items() if k in names})
 
 
 def _make_optimizer(cfg: TrainConfig):
@@ -172,66 +244,210 @@ def _make_optimizer(cfg: TrainConfig):
                weight_decay=cfg.weight_decay, schedule=cfg.schedule)
 
 
+def _load_data(dataset: str, data: str | None, label_column: int, seed: int, test_fraction: float,
+               data_dir: str | None, mirror: str | None):
+    """A :class:`~xpnet.data.Dataset` from ``--data`` (split by ``test_fraction``) or ``--dataset``."""
+    import numpy as np
+
+    from .data import Dataset, _split, load_dataset, load_file
+
+    if data is None:
+        return load_dataset(dataset, seed, test_fraction, data_dir, mirror)
+    X, y = load_file(data, label_column)
+    if y is None:
+        raise UsageError(f"--data {data!r} has no labels: expected an array 'y' (or a label column in a .csv)")
+    if y.ndim != 1 or len(y) != len(X):
+        raise UsageError(f"--data {data!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},)")
+    if len(X) < 2:
+        raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
+    n_classes = int(np.max(y)) + 1 if y.dtype.kind in "iu" and len(y) else 0
+    name = Path(data).name
+    split = _split(X, y, test_fraction, name, n_classes, seed)
+    return Dataset(*split[:4], name, n_classes)
+
+
+def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
+    if cfg.output == "identity" and n_classes == 0:
+        return 1
+    if n_classes < 2:
+        raise UsageError(f"the labels hold {n_classes} class(es): classification needs at least 2; "
+                         "for real-valued targets use --output identity")
+    return 1 if cfg.output == "sigmoid" and n_classes == 2 else n_classes
+
+
+def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> tuple[int, ...]:
+    """Layer widths: --layers checked against the data, or defaults from it."""
+    n_in = data.X_train.shape[1]
+    n_out = _n_outputs(cfg, data.n_classes)
+    if cfg.layers is None:
+        return (n_in, *hidden, n_out)
+    layers = cfg.layers
+    if layers[0] != n_in:
+        raise UsageError(f"--layers starts with {layers[0]} but {data.name} has {n_in} features: "
+                         f"use --layers {','.join(map(str, (n_in, *layers[1:])))}")
+    ok_out = {n_out, data.n_classes} if cfg.output == "sigmoid" else {n_out}
+    if layers[-1] not in ok_out:
+        raise UsageError(f"--layers ends with {layers[-1]} but {data.name} needs {n_out} output(s) for "
+                         f"--output {cfg.output}: use --layers {','.join(map(str, (*layers[:-1], n_out)))}")
+    return layers
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """UsageError unless a file can be created at ``path``; nothing is written there."""
+    p = Path(path)
+    directory = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{flag} {path!r} is a directory: expected a file path")
+    if not directory.is_dir():
+        raise UsageError(f"{flag} {path!r}: directory {str(directory)!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path!r}: directory {str(directory)!r} is not writable")
+
+
+def _plot_dir(path: str | None) -> Path | None:
+    """Check matplotlib and make the --plot directory before any work is done."""
+    if path is None:
+        return None
+    from .plot import _pyplot
+
+    _pyplot()  # ValueError with the install hint when matplotlib is missing
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--plot {path!r} is a file: expected a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--plot {path!r} cannot be created ({exc.strerror})") from None
+    return p
+
+
 def _split_validation(X, y, fraction: float, seed: int):
     """Hold out ``fraction`` of (X, y) for validation, by a seeded shuffle on the host."""
     import numpy as np
 
     if fraction == 0:
         return X, y, None
-    order = np.random.default_rng(seed).permutation(len(X))
+    order = np.random.default_rng([seed, 1]).permutation(len(X))
     n_val = max(1, int(round(len(X) * fraction)))
-    val, train = order[:n_val], order[n_val:]
-    return X[train], y[train], (X[val], y[val])
+    return X[order[n_val:]], y[order[n_val:]], (X[order[:n_val]], y[order[:n_val]])
 
 
-def _check_writable(path: str) -> None:
-    """Raise UsageError unless a file can be created at ``path`` (nothing is written there)."""
-    import os
-    from pathlib import Path
+def _progress(cfg: TrainConfig, n_test: int):
+    """The progress display for this run: bars on a terminal, lines otherwise, nothing when quiet."""
+    from .train import Callback, format_epoch
 
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UsageError(f"--save {path!r} is a directory: expected a file path such as model.npz")
-    if not directory.is_dir():
-        raise UsageError(f"--save {path!r}: directory {str(directory)!r} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"--save {path!r}: directory {str(directory)!r} is not writable")
+    if cfg.quiet or cfg.json:
+        return None
+
+    class Lines(Callback):
+        """One line per epoch; for long runs (>100 epochs) every epochs/20-th and the last."""
+
+        def on_epoch_end(self, model, history):
+            e, epochs = history.epoch[-1], self.epochs
+            if cfg.report == "nielsen":  # network.py's "Epoch j: correct / total", 0-based
+                print(f"Epoch {e - 1}: {round(history.val_accuracy[-1] * n_test)} / {n_test}", flush=True)
+            elif epochs <= 100 or e % max(1, epochs // 20) == 0 or e == epochs:
+                print(format_epoch(history, epochs), flush=True)
+            return False
+
+        def on_epoch_begin(self, epoch, epochs, n_batches):
+            self.epochs = epochs
+
+    class Bars(Callback):
+        """tqdm: one bar of batches per epoch, or one bar of epochs for long full-batch runs."""
+
+        def __init__(self):
+            self.bar = None
+
+        def on_epoch_begin(self, epoch, epochs, n_batches):
+            from tqdm import tqdm
+
+            self.per_epoch = epochs <= 100
+            if self.per_epoch:
+                self.bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
+            elif self.bar is None:
+                self.bar = tqdm(total=epochs, desc="training", unit="epoch")
+
+        def on_batch_end(self, batch):
+            if self.per_epoch:
+                self.bar.update()
+
+        def on_epoch_end(self, model, history):
+            last = history.last()
+            post = {"loss": f"{last['train_loss']:.4f}"}
+            if "train_accuracy" in last:
+                post["acc"] = f"{100 * last['train_accuracy']:.2f}%"
+            if "val_accuracy" in last:
+                post["val_acc"] = f"{100 * last['val_accuracy']:.2f}%"
+            post["samples/s"] = f"{last['samples_per_second']:,.0f}"
+            self.bar.set_postfix(post, refresh=False)
+            if self.per_epoch:
+                self.bar.close()
+            else:
+                self.bar.update()
+            return False
+
+        def on_train_end(self, model, history):
+            if self.bar is not None and not self.per_epoch:
+                self.bar.close()
+
+    if cfg.report == "nielsen" or not sys.stdout.isatty():
+        return Lines()
+    return Bars()
 
 
-def cmd_train(cfg: TrainConfig) -> int:
-    import time
-
-    from .data import load_mnist
+def _train_one(cfg: TrainConfig, data, layers, quiet: bool = False):
+    """Build and fit one model; returns (model, history, seconds)."""
     from .model import MLP
     from .train import fit
 
-    data = load_mnist()
-    n_features = data.X_train.shape[1]
-    layers = cfg.layers or (n_features, 128, 64, data.n_classes)
-    if layers[0] != n_features:
-        raise UsageError(f"--layers starts with {layers[0]} but {data.name} has {n_features} features: use {n_features},...")
-    if cfg.save:
-        _check_writable(cfg.save)  # fail before training, not after
     model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
                 device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     X, y, val = _split_validation(data.X_train, data.y_train, cfg.val_fraction, cfg.seed)
-    if not cfg.quiet and not cfg.json:
-        print(f"xpnet: {data.name} {len(X)} train / {0 if val is None else len(val[0])} val / "
-              f"{len(data.X_test)} test, layers {list(layers)}, {cfg.optimizer}, device {model.backend.label}")
+    if cfg.report == "nielsen":
+        val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
+    progress = None if quiet else _progress(cfg, len(data.X_test))
     t0 = time.perf_counter()
     history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  validation_data=val, seed=cfg.seed, verbose=not (cfg.quiet or cfg.json))
-    seconds = time.perf_counter() - t0
-    test = model.evaluate(data.X_test, data.y_test)
+                  validation_data=val, seed=cfg.seed, verbose=False, callbacks=[progress] if progress else [])
+    return model, history, time.perf_counter() - t0
+
+
+def _class_report(model, X, y, n_classes: int):
+    """Host-side (predictions, confusion matrix, per-class accuracy) for a classifier."""
+    from .backend import to_numpy
+    from .metrics import confusion_matrix, per_class_accuracy
+
+    pred = to_numpy(model.predict(X)).astype("int64")
+    labels = y.astype("int64") if y.ndim == 1 else y.argmax(axis=1)
+    cm = confusion_matrix(labels, pred, max(n_classes, model.sizes[-1], 2))
+    return pred, cm, per_class_accuracy(cm)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _train_config(args, "train")
     if cfg.save:
-        model.save(cfg.save)  # atomic: a good file at this path survives any failure before here
+        _check_writable(cfg.save, "--save")  # fail before training, not after
+    plot_dir = _plot_dir(cfg.plot)
+    data = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction, cfg.data_dir, cfg.mirror)
+    layers = _layers_for(cfg, data)
+    if not cfg.quiet and not cfg.json and cfg.report != "nielsen":
+        print(f"xpnet: {data.name}, {len(data.X_train)} train / {len(data.X_test)} test, layers {list(layers)}, "
+              f"{cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}", flush=True)
+    model, history, seconds = _train_one(cfg, data, layers)
+    test = model.evaluate(data.X_test, data.y_test)
+    if plot_dir is not None:
+        _train_plots(model, history, data, plot_dir)
+    if cfg.save:
+        model.save(cfg.save)  # atomic: the old file is replaced only now, whole
     summary = {
         "dataset": data.name,
         "device": model.backend.label,
         "layers": list(layers),
         "epochs": len(history.epoch),
         "train_loss": history.train_loss[-1],
+        "train_accuracy": history.train_accuracy[-1] if history.train_accuracy else None,
         "test_loss": test["loss"],
         "test_accuracy": test.get("accuracy"),
         "seconds": seconds,
@@ -239,7 +455,7 @@ def cmd_train(cfg: TrainConfig) -> int:
     }
     if cfg.json:
         print(json.dumps(summary))
-    else:
+    else:  # the result line is printed even with --quiet, which silences only progress
         acc = f"{100 * test['accuracy']:.2f}%" if "accuracy" in test else "n/a"
         print(f"test accuracy {acc}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         if cfg.save:
@@ -247,16 +463,197 @@ def cmd_train(cfg: TrainConfig) -> int:
     return 0
 
 
+def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
+    from . import plot
+
+    paths = [plot.history_curves(history, plot_dir / "history.png")]
+    if data.X_train.shape[1] == 2:
+        paths.append(plot.decision_boundary(model, data.X_test, data.y_test, plot_dir / "decision_boundary.png"))
+    if model.is_classifier:
+        pred, cm, _ = _class_report(model, data.X_test, data.y_test, data.n_classes)
+        paths.append(plot.confusion(cm, plot_dir / "confusion.png"))
+        if data.X_train.shape[1] == 784:
+            paths.append(plot.misclassified_digits(data.X_test, data.y_test, pred, plot_dir / "misclassified.png"))
+    return paths
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .backend import to_numpy
+
+    cfg = _train_config(args, "sweep")
+    if cfg.layers is not None:
+        raise UsageError("sweep takes --hidden, not --layers: each net has one hidden layer of each width")
+    plot_dir = _plot_dir(cfg.plot)
+    data = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction, cfg.data_dir, cfg.mirror)
+    rows, models = [], []
+    if not cfg.json:
+        print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
+    for width in cfg.hidden:
+        layers = _layers_for(cfg, data, hidden=(width,))
+        model, history, seconds = _train_one(cfg, data, layers, quiet=True)
+        train, test = model.evaluate(data.X_train, data.y_train), model.evaluate(data.X_test, data.y_test)
+        row = {"hidden": width, "train_accuracy": train.get("accuracy"), "test_accuracy": test.get("accuracy"),
+               "test_loss": test["loss"], "seconds": seconds}
+        rows.append(row)
+        models.append(model)
+        if not cfg.json:
+            fmt = lambda a: "n/a" if a is None else f"{100 * a:.2f}%"  # noqa: E731
+            print(f"{width:>6}  {fmt(row['train_accuracy']):>9}  {fmt(row['test_accuracy']):>8}  "
+                  f"{row['test_loss']:>9.4f}  {seconds:>7.2f}", flush=True)
+    if plot_dir is not None:
+        from . import plot
+
+        if data.X_train.shape[1] == 2:
+            titles = [f"{r['hidden']} hidden: {100 * (r['test_accuracy'] or 0):.1f}%" for r in rows]
+            path = plot.boundary_grid(models, titles, data.X_test, to_numpy(data.y_test), plot_dir / "sweep_boundaries.png")
+        else:
+            path = plot.accuracy_vs_width([r["hidden"] for r in rows], [r["train_accuracy"] or 0 for r in rows],
+                                          [r["test_accuracy"] or 0 for r in rows], plot_dir / "sweep_accuracy.png")
+        if not cfg.json:
+            print(f"wrote {path}")
+    if cfg.json:
+        print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), "results": rows}))
+    return 0
+
+
+def _saved_model(args: argparse.Namespace):
+    from .io import load
+
+    return load(args.model, device=getattr(args, "device", "cpu"))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .metrics import format_confusion
+
+    model = _saved_model(args)
+    plot_dir = _plot_dir(getattr(args, "plot", None))
+    d = TrainConfig()
+    data = _load_data(getattr(args, "dataset", d.dataset), getattr(args, "data", None),
+                      getattr(args, "label_column", d.label_column), getattr(args, "seed", d.seed),
+                      getattr(args, "test_fraction", d.test_fraction), getattr(args, "data_dir", None),
+                      getattr(args, "mirror", None))
+    X, y = data.X_test, data.y_test
+    if X.shape[1] != model.sizes[0]:
+        raise UsageError(f"the model takes {model.sizes[0]} features but {data.name} has {X.shape[1]}")
+    t0 = time.perf_counter()
+    scores = model.evaluate(X, y)
+    seconds = time.perf_counter() - t0
+    result = {"dataset": data.name, "device": model.backend.label, "layers": model.sizes, "samples": len(X),
+              "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
+              "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None}
+    cm = None
+    if "accuracy" in scores:
+        _, cm, per_class = _class_report(model, X, y, data.n_classes)
+        result["per_class_accuracy"] = [None if np.isnan(a) else float(a) for a in per_class]
+        result["confusion_matrix"] = cm.tolist()
+        if plot_dir is not None:
+            from . import plot
+
+            plot.confusion(cm, plot_dir / "confusion.png")
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+        return 0
+    print(f"{data.name}: {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
+    print(f"loss {scores['loss']:.4f}")
+    if cm is not None:
+        print(f"accuracy {100 * scores['accuracy']:.2f}%")
+        print("per-class accuracy: " + "  ".join(
+            f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in enumerate(result["per_class_accuracy"])))
+        print(format_confusion(cm))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .backend import to_numpy
+    from .data import load_file
+    from .io import atomic_write
+
+    out = getattr(args, "out", None)
+    if out is not None:
+        if Path(out).suffix.lower() not in (".csv", ".npy"):
+            raise UsageError(f"--out {out!r}: expected a .csv or .npy file name")
+        _check_writable(out, "--out")
+    model = _saved_model(args)
+    X, _ = load_file(args.data, label_column=None)
+    n_in = model.sizes[0]
+    if X.ndim == 2 and X.shape[1] == n_in + 1 and Path(args.data).suffix.lower() == ".csv":
+        X = np.delete(X, getattr(args, "label_column", -1) % X.shape[1], axis=1)  # drop the label column
+    if X.ndim != 2 or X.shape[1] != n_in:
+        raise UsageError(f"--data {args.data!r} has shape {X.shape}: the model expects (m, {n_in}) features")
+    proba = getattr(args, "proba", False)
+    result = to_numpy(model.predict_proba(X) if proba else model.predict(X))
+    if out is None:
+        for row in result:
+            print(",".join(f"{v:.6g}" for v in row) if proba else f"{row:g}" if result.dtype.kind == "f" else str(row))
+        return 0
+    with atomic_write(out) as f:
+        if out.lower().endswith(".npy"):
+            np.save(f, result)
+        else:
+            np.savetxt(f, result.reshape(len(result), -1), delimiter=",", fmt="%.6g" if proba else "%g")
+    print(f"wrote {len(result)} predictions to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import importlib.util
+    import platform
+
+    import array_api_compat
+    import numpy as np
+
+    from . import __version__
+
+    print(f"xpnet {__version__}  (Python {platform.python_version()}, {platform.machine()})")
+    print(f"numpy {np.__version__}")
+    print(f"array-api-compat {array_api_compat.__version__}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)")
+    except ImportError:
+        config = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+        print(f"BLAS: {config.get('name', 'unknown')} {config.get('version', '')}".rstrip())
+    print("backends:")
+    print("  numpy (cpu): usable")
+    if importlib.util.find_spec("cupy") is None:
+        print('  cupy (cuda): not installed; pip install "xpnet[cuda12]" (or [cuda13])')
+    else:
+        try:
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+            print(f"  cupy {cupy.__version__} (cuda): usable, {count} GPU(s)" if count else
+                  f"  cupy {cupy.__version__}: installed, but no GPU visible")
+            for index in range(count):
+                props = cupy.cuda.runtime.getDeviceProperties(index)
+                name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+                print(f"    cuda:{index}: {name}, {props['totalGlobalMem'] / 2**30:.1f} GiB")
+        except Exception as exc:  # a broken driver must not stop `info`
+            print(f"  cupy: installed, but CUDA is not usable ({str(exc).splitlines()[0]})")
+    for module in ("array_api_strict", "torch", "jax"):
+        status = "installed (use backend=...)" if importlib.util.find_spec(module) else "not installed"
+        print(f"  {module}: {status}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = args.handler
-    cfg = _config_from(args, TrainConfig)
     try:
-        return handler(cfg)
+        return args.handler(args)
     except ValueError as exc:  # includes DeviceError and UsageError
         print(f"xpnet: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. disk full while writing; the old file is intact (atomic writes)
+        print(f"xpnet: error: {exc.strerror or exc} ({exc.filename or 'I/O'})", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)

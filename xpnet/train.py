@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +46,16 @@ class History:
 
 class Callback:
     """Hooks called by :func:`fit`; override what you need. Return True from
-    ``on_epoch_end`` to stop training."""
+    ``on_epoch_end`` to stop training. ``on_batch_end`` runs on the host after a
+    step is queued; it must not read device arrays (that would sync every step)."""
 
     def on_train_begin(self, model: MLP, history: History) -> None:
+        pass
+
+    def on_epoch_begin(self, epoch: int, epochs: int, n_batches: int) -> None:
+        pass
+
+    def on_batch_end(self, batch: int) -> None:
         pass
 
     def on_epoch_end(self, model: MLP, history: History) -> bool:
@@ -112,7 +119,6 @@ def fit(
     seed: int = 0,
     verbose: bool = True,
     callbacks: Sequence[Callback] = (),
-    on_epoch: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -128,7 +134,6 @@ def fit(
         seed: the shuffling seed; epoch ``e`` uses the key ``(seed, e)``.
         verbose: print one line per epoch.
         callbacks: :class:`Callback` objects, e.g. :class:`EarlyStopping`.
-        on_epoch: called with the history after every epoch (progress display).
 
     Returns:
         The :class:`History` of the run.
@@ -164,10 +169,12 @@ def fit(
 
     for epoch in range(epochs):
         optimizer.start_epoch(epoch, epochs)
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, epochs, len(spans))
         t0 = time.perf_counter()
         order = backend.random(seed, epoch).permutation(m) if gather else None
         loss_sum, correct = 0.0, 0  # become 0-d device arrays: summed there, read once below
-        for start, stop in spans:
+        for batch, (start, stop) in enumerate(spans):
             if order is None:
                 Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
                 Lb = None if labels is None else labels[start:stop]
@@ -181,6 +188,8 @@ def fit(
             if Lb is not None:
                 correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
             optimizer.step(model.params, grads)
+            for cb in callbacks:
+                cb.on_batch_end(batch)
         train_loss = float(loss_sum) / m  # the epoch's device-to-host reads (and sync)
         train_accuracy = None if labels is None else int(correct) / m
         seconds = time.perf_counter() - t0
@@ -199,8 +208,6 @@ def fit(
                 history.val_accuracy.append(scores["accuracy"])
         if verbose:
             print(format_epoch(history, epochs), flush=True)
-        if on_epoch is not None:
-            on_epoch(history)
         stop = False
         for cb in callbacks:
             stop = cb.on_epoch_end(model, history) or stop
