@@ -1,10 +1,16 @@
-"""Activation functions: a table of name -> (forward, backward), written once in ``xp``.
+"""Activation functions: a table of name -> (forward, backward), written once.
 
-``forward(xp, Z) -> A`` and ``backward(xp, A, dA) -> dZ``. The backward pass is
-written in terms of the output ``A`` (never ``Z``), so the forward pass keeps only
-one array per layer: sigmoid' = A(1-A), tanh' = 1-A^2, and relu/leaky_relu are
-increasing, so ``A > 0`` exactly where ``Z > 0``. Softmax's backward is its full
-Jacobian-vector product, which makes softmax + mse exact too.
+``forward(nx, Z, out=None) -> A`` and ``backward(nx, A, dA, out=None) -> dZ``.
+``nx`` is :attr:`Backend.nx` or any array namespace. Callers pass ``out`` only where the namespace
+honours it (NumPy); relu, tanh and identity then write the result there (``out``
+may be ``Z`` or ``dA`` itself: in place), the others return a new array. Callers
+always use the return value.
+
+The backward pass is written in terms of the output ``A`` (never ``Z``), so the
+forward pass keeps one array per layer and may overwrite ``Z``: sigmoid' = A(1-A),
+tanh' = 1-A^2, and relu/leaky_relu are increasing, so ``A > 0`` exactly where
+``Z > 0``. Softmax's backward is its full Jacobian-vector product, which makes
+softmax + mse exact too.
 """
 
 from __future__ import annotations
@@ -16,41 +22,55 @@ LEAKY_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    forward: Callable  # (xp, Z) -> A
-    backward: Callable  # (xp, A, dA) -> dZ
+    forward: Callable  # (nx, Z, out=None) -> A
+    backward: Callable  # (nx, A, dA, out=None) -> dZ
 
 
-def sigmoid(xp, Z):
+def sigmoid(nx, Z, out=None):
     """1 / (1 + exp(-Z)) without overflow: exp only ever sees -|Z| <= 0."""
-    E = xp.exp(-xp.abs(Z))  # (m, n) in (0, 1]
-    return xp.where(Z >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
+    E = nx.exp(-nx.abs(Z))  # (m, n) in (0, 1]
+    return nx.where(Z >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
 
 
-def softmax(xp, Z):
+def softmax(nx, Z, out=None):
     """Row-wise softmax, shifted by the row max so exp never overflows."""
-    E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
-    return E / xp.sum(E, axis=1, keepdims=True)
+    E = nx.exp(Z - nx.max(Z, axis=1, keepdims=True))
+    return E / nx.sum(E, axis=1, keepdims=True)
 
 
-def _softmax_backward(xp, A, dA):
+def _softmax_backward(nx, A, dA, out=None):
     # J^T dA for J = diag(a) - a a^T, row by row
-    return A * (dA - xp.sum(dA * A, axis=1, keepdims=True))
+    return A * (dA - nx.sum(dA * A, axis=1, keepdims=True))
 
 
-def _relu(xp, Z):
-    return xp.maximum(Z, 0.0)
+def _relu(nx, Z, out=None):
+    return nx.maximum(Z, 0.0) if out is None else nx.maximum(Z, 0.0, out=out)
 
 
-def _leaky_relu(xp, Z):
-    return xp.where(Z > 0, Z, LEAKY_SLOPE * Z)
+def _relu_backward(nx, A, dA, out=None):
+    if out is None:  # the array-API spelling; standard namespaces do not multiply by booleans
+        return nx.where(A > 0, dA, 0.0)
+    return nx.multiply(dA, A > 0, out=out)  # NumPy: in place, no float mask
+
+
+def _leaky_relu(nx, Z, out=None):
+    return nx.where(Z > 0, Z, LEAKY_SLOPE * Z)
+
+
+def _leaky_relu_backward(nx, A, dA, out=None):
+    return nx.where(A > 0, dA, LEAKY_SLOPE * dA)
+
+
+def _tanh(nx, Z, out=None):
+    return nx.tanh(Z) if out is None else nx.tanh(Z, out=out)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(sigmoid, lambda xp, A, dA: dA * A * (1.0 - A)),
-    "tanh": Activation(lambda xp, Z: xp.tanh(Z), lambda xp, A, dA: dA * (1.0 - A * A)),
-    "relu": Activation(_relu, lambda xp, A, dA: xp.where(A > 0, dA, 0.0)),
-    "leaky_relu": Activation(_leaky_relu, lambda xp, A, dA: xp.where(A > 0, dA, LEAKY_SLOPE * dA)),
-    "identity": Activation(lambda xp, Z: Z, lambda xp, A, dA: dA),
+    "sigmoid": Activation(sigmoid, lambda nx, A, dA, out=None: dA * A * (1.0 - A)),
+    "tanh": Activation(_tanh, lambda nx, A, dA, out=None: dA * (1.0 - A * A)),
+    "relu": Activation(_relu, _relu_backward),
+    "leaky_relu": Activation(_leaky_relu, _leaky_relu_backward),
+    "identity": Activation(lambda nx, Z, out=None: Z, lambda nx, A, dA, out=None: dA),
     "softmax": Activation(softmax, _softmax_backward),
 }
 

@@ -21,7 +21,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-__all__ = ["Backend", "DeviceError", "Random", "get_backend", "to_numpy"]
+__all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "get_backend", "to_numpy"]
 
 CUDA_HINT = 'install CuPy with pip install "xpnet[cuda12]" (or "xpnet[cuda13]"), or use --device cpu'
 
@@ -66,6 +66,19 @@ class Backend:
         out = self.xp.asarray(a, device=self.device)
         return out if dtype is None else self.xp.astype(out, dtype, copy=False)
 
+    @property
+    def supports_out(self) -> bool:
+        """Whether :attr:`nx` honours ``out=`` (NumPy); elsewhere the math allocates."""
+        return self.is_numpy
+
+    @cached_property
+    def nx(self):
+        """The namespace for the hot loop: NumPy itself, which honours ``out=`` (and
+        ``take(mode=...)``), or for any other namespace a view of ``xp`` that accepts
+        and ignores those keywords. Code written against ``nx`` passes ``out=`` as a
+        hint and always uses the returned array, so one text serves both."""
+        return np if self.is_numpy else _OutIgnored(self.xp)
+
     @cached_property
     def mutable(self) -> bool:
         """Whether arrays of this namespace can be updated in place (JAX's cannot)."""
@@ -79,6 +92,50 @@ class Backend:
         """Wait for queued device work (a no-op off the GPU); for honest timing."""
         if self.is_cupy:
             self.xp.cuda.get_current_stream().synchronize()
+
+
+class _OutIgnored:
+    """``xp`` with ``out=`` and ``mode=`` accepted and dropped (namespaces without them)."""
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        attr = getattr(self._xp, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, out=None, mode=None, **kwargs):
+            return attr(*args, **kwargs)
+
+        call.__name__ = name
+        setattr(self, name, call)  # cache: __getattr__ runs once per name
+        return call
+
+
+class Buffers:
+    """Reused output arrays for the hot loop, keyed by role and shape.
+
+    Hands out ``None`` (allocate as usual) when disabled or when the backend has no
+    ``out=``; the arrays it hands out are overwritten by the next step.
+    """
+
+    def __init__(self, backend: Backend | None = None, enabled: bool = True):
+        self.enabled = enabled and backend is not None and backend.supports_out
+        self._backend = backend
+        self._arrays: dict = {}
+
+    def __call__(self, key, shape: tuple[int, ...], dtype):
+        if not self.enabled:
+            return None
+        full_key = (key, shape)
+        out = self._arrays.get(full_key)
+        if out is None:
+            out = self._arrays[full_key] = self._backend.nx.empty(shape, dtype=dtype)
+        return out
+
+
+NO_BUFFERS = Buffers()
 
 
 class Random:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
-from .backend import Backend, get_backend, to_numpy
+from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
 from .losses import DEFAULT_LOSS, LOSSES
 from .validate import check_choice, check_features, check_targets
 
@@ -185,39 +185,45 @@ class MLP:
         return xp.astype(onehot, dtype), labels
 
     # ------------------------------------------------------------ the math
-    def _forward(self, X):
+    def _forward(self, X, buf: Buffers = NO_BUFFERS):
         """Forward pass; returns ``(acts, Z, A)``.
 
         ``acts = [X, A_1, ..., A_{L-1}]`` are the inputs of each layer, ``Z`` the
-        logits ``(m, n_out)`` and ``A`` the outputs ``(m, n_out)``.
+        logits ``(m, n_out)`` and ``A`` the outputs ``(m, n_out)``. With ``buf``,
+        results land in reused arrays (see :class:`~xpnet.backend.Buffers`).
         """
-        xp = self.xp
+        nx = self.backend.nx
         hidden = ACTIVATIONS[self.activation].forward
         acts = [X]
         A = X
-        last = self.n_layers - 1
+        m, last = X.shape[0], self.n_layers - 1
         for l in range(self.n_layers):
             W, b = self.params[2 * l], self.params[2 * l + 1]
-            Z = A @ W + b  # (m, n_l)
+            Z = nx.matmul(A, W, out=buf(("Z", l), (m, W.shape[1]), W.dtype))  # (m, n_l)
+            Z += b  # Z is ours (fresh or a buffer): add the bias in place
             if l < last:
-                A = hidden(xp, Z)
+                A = hidden(nx, Z, out=Z if buf.enabled else None)  # in place: the backward pass needs only A
                 acts.append(A)
-        return acts, Z, ACTIVATIONS[self.output].forward(xp, Z)
+        return acts, Z, ACTIVATIONS[self.output].forward(nx, Z)
 
-    def _backward(self, acts, Z, A, Y):
-        """Backprop from the loss; returns ``(loss as a 0-d device array, grads)``."""
-        xp = self.xp
+    def _backward(self, acts, Z, A, Y, buf: Buffers = NO_BUFFERS):
+        """Backprop from the loss; returns ``(loss as a 0-d device array, grads)``.
+
+        With ``buf`` the gradients are reused arrays, valid until the next call.
+        """
+        nx = self.backend.nx
         loss = LOSSES[self.loss]
-        value = loss.value(xp, Z, A, Y)
-        dZ = loss.delta(xp, Z, A, Y, self.output)  # (m, n_L), already divided by m
+        value = loss.value(nx, Z, A, Y)
+        dZ = loss.delta(nx, Z, A, Y, self.output)  # (m, n_L), already divided by m
         hidden_backward = ACTIVATIONS[self.activation].backward
         grads = [None] * len(self.params)
         for l in reversed(range(self.n_layers)):
-            A_prev = acts[l]  # (m, n_{l-1})
-            grads[2 * l] = A_prev.T @ dZ  # (n_{l-1}, n_l)
-            grads[2 * l + 1] = xp.sum(dZ, axis=0)  # (n_l,)
+            A_prev, W = acts[l], self.params[2 * l]  # (m, n_{l-1}), (n_{l-1}, n_l)
+            grads[2 * l] = nx.matmul(A_prev.T, dZ, out=buf(("dW", l), W.shape, W.dtype))  # (n_{l-1}, n_l)
+            grads[2 * l + 1] = nx.sum(dZ, axis=0, out=buf(("db", l), (W.shape[1],), W.dtype))  # (n_l,)
             if l > 0:
-                dZ = hidden_backward(xp, A_prev, dZ @ self.params[2 * l].T)
+                dA = nx.matmul(dZ, W.T, out=buf(("dA", l), A_prev.shape, W.dtype))  # (m, n_{l-1})
+                dZ = hidden_backward(nx, A_prev, dA, out=dA if buf.enabled else None)
         return value, grads
 
     # ------------------------------------------------------------- public API

@@ -1,10 +1,12 @@
 """Optimizers and learning-rate schedules; each update rule written once in ``xp``.
 
-Updates use augmented assignment (``p -= lr * g``) and store the result back in
+Updates use augmented assignment (``p -= step``) and store the result back in
 the list. On a backend whose arrays are mutable (NumPy, CuPy, array-api-strict,
 PyTorch) that updates the array in place; on one whose arrays are immutable
-(JAX) Python falls back to ``p = p - lr * g`` and the new array replaces the old.
-Both are the same line of code.
+(JAX) Python falls back to ``p = p - step`` and the new array replaces the old.
+Both are the same line of code. Intermediates go to one scratch array per
+parameter where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a
+NumPy step allocates nothing; elsewhere the same lines allocate.
 
 Weight decay applies to weight matrices only (2-D parameters), not to biases.
 """
@@ -79,21 +81,35 @@ class Optimizer:
         self.schedule = make_schedule(schedule)
         self.current_lr = self.lr
         self.xp = None  # set by attach()
+        self.nx = None
+        self.scratch: list = []
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Set the learning rate for ``epoch`` (0-based) of ``epochs``."""
         self.current_lr = self.lr * self.schedule(epoch, epochs)
 
-    def attach(self, params: list, xp=None) -> None:
-        """Bind to ``params``'s namespace and make zeroed state for them."""
-        self.xp = xp if xp is not None else array_api_compat.array_namespace(*params)
+    def attach(self, params: list, backend=None) -> None:
+        """Bind to ``params``'s backend (found from the arrays if not given) and make
+        zeroed state for them, plus scratch arrays where ``out=`` is honoured."""
+        if backend is None:
+            from .backend import _OutIgnored
+
+            self.xp = array_api_compat.array_namespace(*params)
+            self.nx, self.scratch = _OutIgnored(self.xp), [None] * len(params)
+        else:
+            self.xp, self.nx = backend.xp, backend.nx
+            self.scratch = [self.nx.empty_like(p) if backend.supports_out else None for p in params]
         self._init_state(params)
 
     def _init_state(self, params: list) -> None:
         pass
 
     def step(self, params: list, grads: list) -> None:
-        """Update ``params`` (a list, changed in place) from ``grads`` (same order)."""
+        """Update ``params`` (a list, changed in place) from ``grads`` (same order).
+
+        ``grads`` are only read. The first call attaches to ``params`` if
+        :meth:`attach` was not called.
+        """
         if self.xp is None:
             self.attach(params)
         self._step(params, grads)
@@ -134,17 +150,29 @@ class SGD(Optimizer):
         self.velocity = self._zeros_like(params) if self.momentum else None
 
     def _step(self, params: list, grads: list) -> None:
-        lr, mu, wd = self.current_lr, self.momentum, self.weight_decay
+        nx, lr, mu, wd = self.nx, self.current_lr, self.momentum, self.weight_decay
         for i, (p, g) in enumerate(zip(params, grads)):
+            s = self.scratch[i]  # None: allocate
             if wd and p.ndim == 2:
-                g = g + wd * p
+                s = nx.multiply(p, wd, out=s)
+                s += g
+                g = s  # g + wd * p
             if mu:
                 v = self.velocity[i]
                 v *= mu
                 v += g
                 self.velocity[i] = v
-                g = g + mu * v if self.nesterov else v
-            p -= lr * g
+                if self.nesterov:
+                    if g is s:
+                        s += mu * v
+                    else:
+                        s = nx.multiply(v, mu, out=s)
+                        s += g
+                    g = s  # g + mu * v
+                else:
+                    g = v
+            s = nx.multiply(g, lr, out=s)
+            p -= s
             params[i] = p
 
 
@@ -183,21 +211,29 @@ class Adam(Optimizer):
         self.v = self._zeros_like(params)
 
     def _step(self, params: list, grads: list) -> None:
-        xp = self.xp
+        nx = self.nx
         (b1, b2), lr, wd, eps = self.betas, self.current_lr, self.weight_decay, self.eps
         self.t += 1
         step_size = lr / (1.0 - b1**self.t)
         v_scale = 1.0 / (1.0 - b2**self.t)
         for i, (p, g) in enumerate(zip(params, grads)):
-            m, v = self.m[i], self.v[i]
+            m, v, s = self.m[i], self.v[i], self.scratch[i]
             m *= b1
-            m += (1.0 - b1) * g
+            s = nx.multiply(g, 1.0 - b1, out=s)
+            m += s
             v *= b2
-            v += (1.0 - b2) * (g * g)
+            s = nx.multiply(g, g, out=s)
+            s *= 1.0 - b2
+            v += s
             self.m[i], self.v[i] = m, v
             if wd and p.ndim == 2:
                 p *= 1.0 - lr * wd
-            p -= step_size * m / (xp.sqrt(v * v_scale) + eps)
+            s = nx.multiply(v, v_scale, out=s)
+            s = nx.sqrt(s, out=s)
+            s += eps
+            s = nx.divide(m, s, out=s)  # m_hat / (sqrt(v_hat) + eps), without the 1/(1-b1^t)
+            s *= step_size
+            p -= s
             params[i] = p
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backend import Buffers
 from .model import MLP, batch_spans
 from .optim import SGD, Optimizer
 from .validate import check_positive
@@ -119,6 +120,7 @@ def fit(
     seed: int = 0,
     verbose: bool = True,
     callbacks: Sequence[Callback] = (),
+    reuse_buffers: bool = True,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -134,6 +136,10 @@ def fit(
         seed: the shuffling seed; epoch ``e`` uses the key ``(seed, e)``.
         verbose: print one line per epoch.
         callbacks: :class:`Callback` objects, e.g. :class:`EarlyStopping`.
+        reuse_buffers: write each step's batch, activations, gradients and update
+            intermediates into arrays reused across steps where the backend honours
+            ``out=`` (NumPy); ``False`` allocates afresh every step (the plain path,
+            same results).
 
     Returns:
         The :class:`History` of the run.
@@ -147,7 +153,7 @@ def fit(
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
 
-    backend, xp = model.backend, model.xp
+    backend, xp, nx = model.backend, model.xp, model.backend.nx
     Xd = model._features(X)  # (m, n_in), on the device from here on
     m = Xd.shape[0]
     Yd, labels = model._targets(y, m)  # (m, k), (m,) or None
@@ -160,7 +166,8 @@ def fit(
         Xvd = model._features(Xv, "validation_data[0]")
         val = (Xvd, *model._targets(yv, Xvd.shape[0], "validation_data[1]"))
 
-    optimizer.attach(model.params, xp)
+    buf = Buffers(backend, enabled=reuse_buffers)
+    optimizer.attach(model.params, backend if reuse_buffers else None)
     spans = batch_spans(m, batch_size)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
     history = History()
@@ -179,11 +186,13 @@ def fit(
                 Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
                 Lb = None if labels is None else labels[start:stop]
             else:
-                idx = order[start:stop]
-                Xb, Yb = xp.take(Xd, idx, axis=0), xp.take(Yd, idx, axis=0)
+                idx, rows = order[start:stop], stop - start
+                # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
+                Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
+                Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
                 Lb = None if labels is None else xp.take(labels, idx, axis=0)
-            acts, Z, A = model._forward(Xb)
-            loss, grads = model._backward(acts, Z, A, Yb)
+            acts, Z, A = model._forward(Xb, buf)
+            loss, grads = model._backward(acts, Z, A, Yb, buf)
             loss_sum = loss_sum + loss * (stop - start)
             if Lb is not None:
                 correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
