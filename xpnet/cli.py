@@ -215,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     p.set_defaults(handler=cmd_predict)
 
+    bn = sub.add_parser("bench", argument_default=sup, help="throughput side by side with PyTorch and plain NumPy",
+                        description="Samples/s of xpnet, the tutorials' plain NumPy loop and PyTorch eager (if installed) "
+                                    "on MNIST-sized networks, with ratios and the share of the measured GEMM rate.")
+    bn.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    bn.add_argument("--quick", action="store_true", help="[784,128,64,10] at batch 64, 256, 1024 only, 3 repeats")
+    bn.add_argument("--repeats", type=_number(int, 0), help="timed runs per figure, median taken (default: 5, quick 3)")
+    bn.add_argument("--json", metavar="FILE", help="also write the results and the environment to this JSON file")
+    bn.add_argument("--markdown", metavar="FILE", help="also write a markdown report (environment and table) to FILE")
+    bn.set_defaults(handler=cmd_bench)
+
     i = sub.add_parser("info", help="versions, BLAS, GPUs and usable backends",
                        description="Show library versions, the BLAS in use, visible GPUs and which backends work here.")
     i.set_defaults(handler=cmd_info)
@@ -596,6 +606,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             np.savetxt(f, result.reshape(len(result), -1), delimiter=",", fmt="%.6g" if proba else "%g")
     print(f"wrote {len(result)} predictions to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .backend import get_backend
+    from .io import atomic_write
+
+    device = getattr(args, "device", "cpu")
+    get_backend(device=device)  # a clear error now if the device is not usable
+    for flag in ("json", "markdown"):
+        if getattr(args, flag, None):
+            _check_writable(getattr(args, flag), f"--{flag}")
+    quick = getattr(args, "quick", False)
+    env = bench.environment(device)
+    print("  ".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+    if not bench.torch_available():
+        print("PyTorch is not installed: its column is n/a", flush=True)
+
+    def show(r) -> None:
+        row = r.row()
+        vs_t = f"{row['vs_torch']:.2f}x torch" if row["vs_torch"] else "torch n/a"
+        vs_r = f"{row['vs_reference']:.2f}x plain" if row["vs_reference"] else "plain n/a"
+        print(f"{r.case.name:55s} {r.xpnet:>11,.0f}/s  {vs_t:>12}  {vs_r:>12}  roofline {100 * r.roofline:3.0f}%", flush=True)
+
+    results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show)
+    table = bench.markdown(results)
+    print()
+    print(table)
+    if getattr(args, "json", None):
+        with atomic_write(args.json) as f:
+            f.write(json.dumps({"environment": env, "results": [r.row() for r in results]}, indent=1).encode())
+    if getattr(args, "markdown", None):
+        header = "\n".join(f"- {k}: {v}" for k, v in env.items())
+        command = "xpnet bench" + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else "")
+        text = f"# xpnet bench, {env['date']}, {device}\n\nCommand: `{command}`\n\n{header}\n\n{table}\n"
+        with atomic_write(args.markdown) as f:
+            f.write(text.encode())
     return 0
 
 

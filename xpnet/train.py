@@ -108,6 +108,33 @@ class EarlyStopping(Callback):
             model.params = self.best_params
 
 
+def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers, callbacks=()):
+    """One pass over device data in ``spans`` batches, in ``order`` (a device permutation, or
+    ``None`` for slices). Returns ``(loss_sum, correct)``: 0-d device arrays (or 0), not yet
+    read back, so the caller decides when to synchronize."""
+    xp, nx = model.xp, model.backend.nx
+    loss_sum, correct = 0.0, 0
+    for batch, (start, stop) in enumerate(spans):
+        if order is None:
+            Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
+            Lb = None if labels is None else labels[start:stop]
+        else:
+            idx, rows = order[start:stop], stop - start
+            # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
+            Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
+            Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
+            Lb = None if labels is None else xp.take(labels, idx, axis=0)
+        acts, Z, A = model._forward(Xb, buf)
+        loss, grads = model._backward(acts, Z, A, Yb, buf)
+        loss_sum = loss_sum + loss * (stop - start)
+        if Lb is not None:
+            correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
+        optimizer.step(model.params, grads)
+        for cb in callbacks:
+            cb.on_batch_end(batch)
+    return loss_sum, correct
+
+
 def fit(
     model: MLP,
     X: Any,
@@ -153,7 +180,7 @@ def fit(
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
 
-    backend, xp, nx = model.backend, model.xp, model.backend.nx
+    backend = model.backend
     Xd = model._features(X)  # (m, n_in), on the device from here on
     m = Xd.shape[0]
     Yd, labels = model._targets(y, m)  # (m, k), (m,) or None
@@ -180,25 +207,7 @@ def fit(
             cb.on_epoch_begin(epoch, epochs, len(spans))
         t0 = time.perf_counter()
         order = backend.random(seed, epoch).permutation(m) if gather else None
-        loss_sum, correct = 0.0, 0  # become 0-d device arrays: summed there, read once below
-        for batch, (start, stop) in enumerate(spans):
-            if order is None:
-                Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
-                Lb = None if labels is None else labels[start:stop]
-            else:
-                idx, rows = order[start:stop], stop - start
-                # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
-                Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
-                Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
-                Lb = None if labels is None else xp.take(labels, idx, axis=0)
-            acts, Z, A = model._forward(Xb, buf)
-            loss, grads = model._backward(acts, Z, A, Yb, buf)
-            loss_sum = loss_sum + loss * (stop - start)
-            if Lb is not None:
-                correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
-            optimizer.step(model.params, grads)
-            for cb in callbacks:
-                cb.on_batch_end(batch)
+        loss_sum, correct = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks)
         train_loss = float(loss_sum) / m  # the epoch's device-to-host reads (and sync)
         train_accuracy = None if labels is None else int(correct) / m
         seconds = time.perf_counter() - t0

@@ -1,0 +1,405 @@
+"""Throughput benchmarks, side by side in one run: xpnet, the tutorials' plain NumPy
+loop, PyTorch eager, and the machine's measured matrix-multiply rate.
+
+Used by ``xpnet bench`` and by the pytest-benchmark suite in ``bench/``. It lives in
+the package (not only in ``bench/``) so that ``xpnet bench`` works from an install.
+
+Timing: a warm-up run first; the device is synchronized before every clock read;
+data is resident on the device; each figure is the median of ``repeats`` runs.
+FLOPs per sample count ``2 n_in n_out`` per layer for the forward pass, the same
+for the weight gradient, and the same for the input gradient of every layer but
+the first. Roofline share = achieved training FLOP/s / measured GEMM FLOP/s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SMALL = (784, 128, 64, 10)
+WIDE = (784, 1024, 1024, 10)
+N_SAMPLES = 60_000  # synthetic MNIST-shaped data
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark configuration."""
+
+    layers: tuple[int, ...]
+    batch: int
+    optimizer: str  # sgd | adam
+    dtype: str = "float32"
+    mode: str = "step"  # step: one step on a resident batch; epoch: a shuffled pass over the data
+    data: str = "synthetic"  # synthetic (60,000 x 784) | mnist (the bundled digits)
+
+    @property
+    def name(self) -> str:
+        widths = ",".join(map(str, self.layers))
+        return f"[{widths}] b{self.batch} {self.optimizer} {self.dtype} {self.mode} {self.data}"
+
+
+def flops_per_sample(layers: Sequence[int]) -> int:
+    """Training FLOPs per sample: forward, weight gradient, input gradient (not the first layer)."""
+    pairs = list(zip(layers[:-1], layers[1:]))
+    per_layer = [2 * a * b for a, b in pairs]
+    return 2 * sum(per_layer) + sum(per_layer[1:])
+
+
+def cases(device: str = "cpu", quick: bool = False) -> list[Case]:
+    """The suite's cases: both networks, four batch sizes, SGD and Adam, float32 (and
+    float64 on the CPU), one step and one epoch, plus one epoch on the real digits."""
+    if quick:
+        out = [Case(SMALL, b, o, mode=m) for b in (64, 256, 1024) for o in ("sgd", "adam") for m in ("step", "epoch")]
+        return out + [Case(SMALL, 256, "adam", mode="epoch", data="mnist")]
+    dtypes = ("float32", "float64") if device == "cpu" else ("float32",)
+    out = [
+        Case(layers, b, o, dt, m)
+        for layers in (SMALL, WIDE)
+        for b in (64, 256, 1024, 8192)
+        for o in ("sgd", "adam")
+        for dt in dtypes
+        for m in ("step", "epoch")
+    ]
+    return out + [Case(SMALL, 256, "adam", mode="epoch", data="mnist")]
+
+
+def synthetic(dtype: str, n: int = N_SAMPLES, n_in: int = 784, n_out: int = 10, seed: int = 0):
+    """MNIST-shaped random data: ``X`` ``(n, n_in)`` in [0, 1), labels in ``range(n_out)``."""
+    rng = np.random.default_rng(seed)
+    return rng.random((n, n_in)).astype(dtype), rng.integers(0, n_out, n)
+
+
+def dataset(case: Case):
+    if case.data == "mnist":
+        from .data import load_mnist
+
+        d = load_mnist()
+        return d.X_train.astype(case.dtype), d.y_train.astype(np.int64)
+    return synthetic(case.dtype, n_in=case.layers[0], n_out=case.layers[-1])
+
+
+def _steps_for(case: Case) -> int:
+    """Steps per timed step-mode run: about 0.2 s of work on a 2-core CPU, at least 3."""
+    return max(3, min(50, int(2e10 / (flops_per_sample(case.layers) * case.batch))))
+
+
+# --------------------------------------------------------------------- xpnet
+Runner = tuple[Callable[[], None], int]  # (one timed unit of work, ending synchronized; samples it processes)
+
+
+def measure(runner: Runner, repeats: int = 3) -> float:
+    """Samples/s: ``samples`` over the median time of ``repeats`` runs, after one warm-up run."""
+    run, samples = runner
+    run()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return samples / statistics.median(times)
+
+
+def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) -> Runner:
+    """xpnet: ``_steps_for(case)`` steps on a resident batch, or one shuffled epoch
+    (:func:`xpnet.train.run_epoch`, the loop body of ``fit``), data on the device."""
+    from .backend import Buffers
+    from .model import MLP, batch_spans
+    from .optim import SGD, Adam
+    from .train import run_epoch
+
+    X, y = dataset(case)
+    model = MLP(case.layers, device=device, dtype=case.dtype)
+    backend = model.backend
+    opt = SGD(0.01) if case.optimizer == "sgd" else Adam(1e-3)
+    opt.attach(model.params, backend if reuse_buffers else None)
+    buf = Buffers(backend, enabled=reuse_buffers)
+    if case.mode == "epoch":
+        Xd = model._features(X)
+        Yd, labels = model._targets(y, len(X))
+        spans = batch_spans(len(X), case.batch)
+        epochs = iter(range(10**9))
+
+        def epoch() -> None:
+            order = backend.random(0, next(epochs)).permutation(len(X))
+            loss_sum, correct = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf)
+            float(loss_sum), int(correct)  # what fit reads once per epoch; also the synchronize
+
+        return epoch, len(X)
+
+    Xb = model._features(X[: case.batch])
+    Yb, _ = model._targets(y[: case.batch], case.batch)
+    steps = _steps_for(case)
+
+    def run() -> None:
+        for _ in range(steps):
+            acts, Z, A = model._forward(Xb, buf)
+            _, grads = model._backward(acts, Z, A, Yb, buf)
+            opt.step(model.params, grads)
+        backend.synchronize()
+
+    return run, steps * case.batch
+
+
+# ------------------------------------------------- the tutorials' plain loop
+def reference_runner(case: Case) -> Runner:
+    """The tutorials' plain vectorized NumPy loop (CPU only).
+
+    Written as the L-layer tutorials write it: samples in columns, ``Z = W A + b``,
+    a cache per layer, fresh arrays for every intermediate, mini-batches sliced
+    from a column-shuffled copy made each epoch, ReLU hidden, softmax output,
+    cross-entropy, SGD or Adam.
+    """
+    dtype = np.dtype(case.dtype)
+    X, y = dataset(case)
+    X = np.ascontiguousarray(X.T)  # (n_in, m), as in the tutorials
+    Y = np.eye(case.layers[-1], dtype=dtype)[y].T  # (k, m) one-hot
+    rng = np.random.default_rng(0)
+    sizes = case.layers
+    W = [(rng.standard_normal((b, a)) * np.sqrt(2.0 / a)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    b = [np.zeros((n, 1), dtype) for n in sizes[1:]]
+    adam = case.optimizer == "adam"
+    state = {"t": 0, "m": [np.zeros_like(p) for p in W + b], "v": [np.zeros_like(p) for p in W + b]}
+
+    def step(Xb, Yb):
+        m = Xb.shape[1]
+        caches, A = [], Xb
+        for l in range(len(W)):
+            Z = W[l] @ A + b[l]
+            caches.append((A, Z))
+            if l < len(W) - 1:
+                A = np.maximum(0, Z)
+            else:
+                E = np.exp(Z - Z.max(axis=0, keepdims=True))
+                A = E / E.sum(axis=0, keepdims=True)
+        dZ = A - Yb
+        grads = []
+        for l in reversed(range(len(W))):
+            A_prev, _ = caches[l]
+            dW = dZ @ A_prev.T / m
+            db = np.sum(dZ, axis=1, keepdims=True) / m
+            grads.append((l, dW, db))
+            if l > 0:
+                dA = W[l].T @ dZ
+                dZ = dA * (caches[l - 1][1] > 0)
+        if not adam:
+            for l, dW, db in grads:
+                W[l] = W[l] - 0.01 * dW
+                b[l] = b[l] - 0.01 * db
+            return
+        state["t"] += 1
+        t, b1, b2, eps, lr = state["t"], 0.9, 0.999, 1e-8, 1e-3
+        for l, dW, db in grads:
+            for i, (p, g) in enumerate(((W[l], dW), (b[l], db))):
+                k = l + i * len(W)
+                state["m"][k] = b1 * state["m"][k] + (1 - b1) * g
+                state["v"][k] = b2 * state["v"][k] + (1 - b2) * g**2
+                m_hat = state["m"][k] / (1 - b1**t)
+                v_hat = state["v"][k] / (1 - b2**t)
+                new = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+                if i == 0:
+                    W[l] = new
+                else:
+                    b[l] = new
+
+    if case.mode == "epoch":
+        n = X.shape[1]
+
+        def epoch() -> None:
+            perm = rng.permutation(n)
+            Xs, Ys = X[:, perm], Y[:, perm]
+            for s in range(0, n, case.batch):
+                step(Xs[:, s : s + case.batch], Ys[:, s : s + case.batch])
+
+        return epoch, n
+
+    Xb, Yb = np.ascontiguousarray(X[:, : case.batch]), np.ascontiguousarray(Y[:, : case.batch])
+    steps = _steps_for(case)
+
+    def run() -> None:
+        for _ in range(steps):
+            step(Xb, Yb)
+
+    return run, steps * case.batch
+
+
+# ---------------------------------------------------------------- PyTorch
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_runner(case: Case, device: str = "cpu") -> Runner:
+    """PyTorch eager with the same model, optimizer, batch and dtype."""
+    import torch
+
+    dev = torch.device("cuda" if device.startswith("cuda") else "cpu", int(device.split(":")[1]) if ":" in device else None)
+    dtype = getattr(torch, case.dtype)
+    X, y = dataset(case)
+    Xt, yt = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)
+    mods = []
+    for i, (a, b) in enumerate(zip(case.layers[:-1], case.layers[1:])):
+        mods.append(torch.nn.Linear(a, b, dtype=dtype, device=dev))
+        if i < len(case.layers) - 2:
+            mods.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*mods)
+    params = model.parameters()
+    opt = torch.optim.SGD(params, lr=0.01) if case.optimizer == "sgd" else torch.optim.Adam(params, lr=1e-3)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def step(xb, yb):
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    if case.mode == "epoch":
+        n = len(X)
+
+        def epoch() -> None:
+            perm = torch.randperm(n, device=dev)
+            for s in range(0, n, case.batch):
+                idx = perm[s : s + case.batch]
+                step(Xt[idx], yt[idx])
+            sync()
+
+        return epoch, n
+
+    xb, yb = Xt[: case.batch].contiguous(), yt[: case.batch].contiguous()
+    steps = _steps_for(case)
+
+    def run() -> None:
+        for _ in range(steps):
+            step(xb, yb)
+        sync()
+
+    return run, steps * case.batch
+
+
+# ------------------------------------------------------------------ roofline
+def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
+    """Measured matrix-multiply rate: median GFLOP/s of an ``n x n x n`` product."""
+    from .backend import get_backend
+
+    backend = get_backend(device=device)
+    rng = np.random.default_rng(0)
+    a = backend.asarray(rng.random((n, n)).astype(dtype))
+    b = backend.asarray(rng.random((n, n)).astype(dtype))
+
+    def run() -> None:
+        a @ b
+        backend.synchronize()
+
+    backend.synchronize()
+    return measure((run, 2 * n**3), repeats) / 1e9
+
+
+# -------------------------------------------------------------------- table
+@dataclass
+class Result:
+    case: Case
+    xpnet: float  # samples/s
+    reference: float | None
+    torch: float | None
+    gemm_gflops: float
+
+    @property
+    def roofline(self) -> float:
+        return self.xpnet * flops_per_sample(self.case.layers) / (self.gemm_gflops * 1e9)
+
+    def row(self) -> dict:
+        out = {**asdict(self.case), "layers": list(self.case.layers), "xpnet": self.xpnet, "reference": self.reference,
+               "torch": self.torch, "gemm_gflops": self.gemm_gflops, "roofline": self.roofline}
+        out["vs_torch"] = self.xpnet / self.torch if self.torch else None
+        out["vs_reference"] = self.xpnet / self.reference if self.reference else None
+        return out
+
+
+def run_suite(device: str = "cpu", quick: bool = False, repeats: int | None = None,
+              progress: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run every case of :func:`cases`, side by side; returns the results in order."""
+    repeats = repeats or (3 if quick else 5)
+    gemm = {dt: gemm_gflops(device, dt) for dt in ({c.dtype for c in cases(device, quick)})}
+    have_torch = torch_available()
+    results = []
+    for case in cases(device, quick):
+        r = Result(
+            case,
+            xpnet=measure(xpnet_runner(case, device), repeats),
+            reference=measure(reference_runner(case), repeats) if device == "cpu" else None,
+            torch=measure(torch_runner(case, device), repeats) if have_torch else None,
+            gemm_gflops=gemm[case.dtype],
+        )
+        results.append(r)
+        if progress is not None:
+            progress(r)
+    return results
+
+
+def markdown(results: list[Result]) -> str:
+    """The results as a markdown table."""
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [
+        "| layers | batch | optimizer | dtype | mode | data | xpnet samples/s | vs PyTorch | vs plain NumPy | roofline |",
+        "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        row = r.row()
+        lines.append(
+            f"| {','.join(map(str, r.case.layers))} | {r.case.batch} | {r.case.optimizer} | {r.case.dtype} | {r.case.mode} "
+            f"| {r.case.data} | {r.xpnet:,.0f} | {num(row['vs_torch'], '.2f')}x | {num(row['vs_reference'], '.2f')}x "
+            f"| {100 * r.roofline:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def environment(device: str = "cpu") -> dict:
+    """Date, machine, library versions and BLAS, for the results file."""
+    import os
+    import platform
+
+    import array_api_compat
+
+    from . import __version__
+
+    env = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "xpnet": __version__,
+        "numpy": np.__version__,
+        "array_api_compat": array_api_compat.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            env["cpu"] = names[0]
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if blas:
+            env["blas"] = f"{blas[0].get('internal_api')} {blas[0].get('version')}, {blas[0].get('num_threads')} threads"
+    except ImportError:
+        pass
+    if torch_available():
+        import torch
+
+        env["torch"] = torch.__version__
+    if device.startswith("cuda"):
+        import cupy
+
+        env["cupy"] = cupy.__version__
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return env
