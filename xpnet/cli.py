@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -20,10 +19,12 @@ from pathlib import Path
 
 from .activations import HIDDEN, OUTPUTS
 from .data import DATASETS
+from .io import check_writable
 from .losses import LOSSES
 from .model import DTYPES, INITS
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 
 
 class UsageError(ValueError):
@@ -59,6 +60,10 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     save: str | None = None
+    checkpoint: str | None = None  # written atomically every --checkpoint-every epochs and on SIGINT/SIGTERM
+    checkpoint_every: int = 1
+    resume: str | None = None  # continue from this checkpoint
+    early_stopping: int | None = None  # patience in epochs, on validation loss (needs --val-fraction)
     plot: str | None = None  # directory for PNG figures
     json: bool = False
     quiet: bool = False
@@ -187,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", type=_int_list("--layers", 2),
                    help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_outputs)")
     t.add_argument("--save", metavar="PATH", help="write the trained model here (.npz); an old file is replaced only on success")
+    t.add_argument("--checkpoint", metavar="PATH",
+                   help="write a checkpoint here every --checkpoint-every epochs and when interrupted (SIGINT/SIGTERM)")
+    t.add_argument("--checkpoint-every", type=_number(int, 0), metavar="N", help="epochs between checkpoints (default: 1)")
+    t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same arguments otherwise)")
+    t.add_argument("--early-stopping", type=_number(int, 0), metavar="PATIENCE",
+                   help="stop when validation loss has not improved for PATIENCE epochs and keep the best weights "
+                        "(holds out --val-fraction, 0.1 if unset)")
     t.set_defaults(handler=cmd_train)
 
     s = sub.add_parser("sweep", argument_default=sup, help="train one net per hidden width and compare them",
@@ -302,18 +314,6 @@ def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> 
     return layers
 
 
-def _check_writable(path: str, flag: str) -> None:
-    """UsageError unless a file can be created at ``path``; nothing is written there."""
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UsageError(f"{flag} {path!r} is a directory: expected a file path")
-    if not directory.is_dir():
-        raise UsageError(f"{flag} {path!r}: directory {str(directory)!r} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path!r}: directory {str(directory)!r} is not writable")
-
-
 def _plot_dir(path: str | None) -> Path | None:
     """Check matplotlib and make the --plot directory before any work is done."""
     if path is None:
@@ -409,17 +409,23 @@ def _progress(cfg: TrainConfig, n_test: int):
 def _train_one(cfg: TrainConfig, data, layers, quiet: bool = False):
     """Build and fit one model; returns (model, history, seconds)."""
     from .model import MLP
-    from .train import fit
+    from .train import EarlyStopping, fit
 
     model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
                 device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
-    X, y, val = _split_validation(data.X_train, data.y_train, cfg.val_fraction, cfg.seed)
+    val_fraction = cfg.val_fraction or (0.1 if cfg.early_stopping else 0.0)
+    X, y, val = _split_validation(data.X_train, data.y_train, val_fraction, cfg.seed)
     if cfg.report == "nielsen":
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
+    callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
     progress = None if quiet else _progress(cfg, len(data.X_test))
+    if progress:
+        callbacks.append(progress)
     t0 = time.perf_counter()
     history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  validation_data=val, seed=cfg.seed, verbose=False, callbacks=[progress] if progress else [])
+                  validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
+                  checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
+                  config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)}})
     return model, history, time.perf_counter() - t0
 
 
@@ -438,7 +444,11 @@ def _class_report(model, X, y, n_classes: int):
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args, "train")
     if cfg.save:
-        _check_writable(cfg.save, "--save")  # fail before training, not after
+        check_writable(cfg.save, "--save")  # fail before training, not after
+    if cfg.checkpoint:
+        check_writable(cfg.checkpoint, "--checkpoint")
+    if cfg.resume and not Path(cfg.resume).is_file():
+        raise UsageError(f"--resume {cfg.resume!r} is not a file: expected a checkpoint written by --checkpoint")
     plot_dir = _plot_dir(cfg.plot)
     data = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction, cfg.data_dir, cfg.mirror)
     layers = _layers_for(cfg, data)
@@ -586,7 +596,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out is not None:
         if Path(out).suffix.lower() not in (".csv", ".npy"):
             raise UsageError(f"--out {out!r}: expected a .csv or .npy file name")
-        _check_writable(out, "--out")
+        check_writable(out, "--out")
     model = _saved_model(args)
     X, _ = load_file(args.data, label_column=None)
     n_in = model.sizes[0]
@@ -618,7 +628,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     get_backend(device=device)  # a clear error now if the device is not usable
     for flag in ("json", "markdown"):
         if getattr(args, flag, None):
-            _check_writable(getattr(args, flag), f"--{flag}")
+            check_writable(getattr(args, flag), f"--{flag}")
     quick = getattr(args, "quick", False)
     env = bench.environment(device)
     print("  ".join(f"{k}: {v}" for k, v in env.items()), flush=True)
@@ -691,15 +701,55 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_hint(argv: list[str], checkpoint: str) -> str:
+    """The command that continues an interrupted run: the same arguments plus --resume."""
+    import shlex
+
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        if not arg.startswith("--resume="):
+            kept.append(arg)
+    return "xpnet " + shlex.join([*kept, "--resume", checkpoint])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    0: done; 2: a usage or input error (one line on stderr); 3: training diverged;
+    130 / 143: interrupted by SIGINT / SIGTERM (after writing the checkpoint, if any).
+    """
+    from .train import OutOfMemory, TrainingDiverged, TrainingInterrupted
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as exc:  # includes DeviceError and UsageError
+    except TrainingDiverged as exc:
+        print(f"xpnet: error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except TrainingInterrupted as exc:
+        if exc.checkpoint:
+            how = f"checkpoint written; resume with: {_resume_hint(argv, exc.checkpoint)}"
+        else:
+            how = "no checkpoint was written (add --checkpoint PATH to be able to resume)"
+        name = "SIGINT" if exc.signum == 2 else "SIGTERM" if exc.signum == 15 else f"signal {exc.signum}"
+        print(f"xpnet: interrupted by {name} at epoch {exc.epoch} after step {exc.step}; {how}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, OutOfMemory) as exc:  # includes DeviceError and UsageError
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (xpnet ... | head): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as exc:  # e.g. disk full while writing; the old file is intact (atomic writes)
         print(f"xpnet: error: {exc.strerror or exc} ({exc.filename or 'I/O'})", file=sys.stderr)
         return EXIT_USAGE

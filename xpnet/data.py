@@ -23,6 +23,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -62,7 +64,7 @@ def read_idx(source: str | Path | bytes, name: str = "IDX data") -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
             raise ValueError(f"{name} is a damaged gzip file ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{name} is not an IDX file: the magic number must start with two zero bytes")
@@ -215,14 +217,16 @@ def load_file(path, label_column: int = -1) -> tuple[np.ndarray, np.ndarray | No
     return X, y
 
 
-def _load_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    import zipfile
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError)
+"""What np.load can raise on a damaged or hostile .npz (allow_pickle=False): all become ValueError."""
 
+
+def _load_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with open(p, "rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"--data {str(p)!r} is not a readable .npz file ({exc})") from None
+    except NPZ_ERRORS as exc:
+        raise ValueError(f"--data {str(p)!r} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if "X" not in arrays:
         raise ValueError(f"--data {str(p)!r} has arrays {sorted(arrays)}: expected 'X' (and 'y')")
     X = arrays["X"]

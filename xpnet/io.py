@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .backend import to_numpy
+from .data import NPZ_ERRORS
 
 FORMAT = "xpnet-model"
 FORMAT_VERSION = 1
@@ -80,8 +80,8 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
         # our own file handle: np.load(path) leaks its handle when the zip is malformed
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"path={str(path)!r} is not a readable .npz file ({exc})") from None
+    except NPZ_ERRORS as exc:
+        raise ValueError(f"path={str(path)!r} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if "metadata" not in arrays:
         raise ValueError(f"path={str(path)!r} has no metadata: not an xpnet file")
     blob = arrays.pop("metadata")
@@ -106,6 +106,45 @@ def save_model(model, path) -> None:
     save_arrays(path, arrays, metadata)
 
 
+MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
+
+
+def _checked_config(meta: Any, where: str) -> dict:
+    """The model config in ``meta``, validated by building it (no weights are drawn)."""
+    from .model import MLP
+
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where} has model metadata that is not a JSON object")
+    missing = [k for k in MODEL_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{where} metadata lacks {', '.join(missing)}")
+    config = {k: meta[k] for k in MODEL_KEYS}
+    try:
+        MLP.from_arrays([], backend="numpy", **dict(config))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} has invalid metadata: {exc}") from None
+    if isinstance(config["seed"], bool) or not isinstance(config["seed"], int) or config["seed"] < 0:
+        raise ValueError(f"{where} has invalid metadata: seed={config['seed']!r}")
+    return config
+
+
+def _checked_params(arrays: dict, config: dict, where: str, prefix: str = "") -> list[np.ndarray]:
+    """``[W1, b1, ...]`` from ``arrays`` (names ``prefix + 'W1'`` ...), checked against ``config``."""
+    sizes, dtype = config["sizes"], np.dtype(config["dtype"])
+    out = []
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for name, shape in ((f"{prefix}W{l}", (n_in, n_out)), (f"{prefix}b{l}", (n_out,))):
+            if name not in arrays:
+                raise ValueError(f"{where} arrays do not match sizes={sizes}: missing [{name!r}]")
+            a = arrays[name]
+            if a.shape != shape or a.dtype != dtype:
+                raise ValueError(f"{where} array {name} has shape {a.shape} and dtype {a.dtype}: expected {shape} and {dtype}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{where} array {name} holds NaN or infinite values")
+            out.append(a)
+    return out
+
+
 def load(path, device: Any = "cpu", backend: Any = None):
     """Load a model saved by :meth:`MLP.save` onto any backend and device.
 
@@ -122,31 +161,120 @@ def load(path, device: Any = "cpu", backend: Any = None):
             f"{where} is not an xpnet model file of format version {FORMAT_VERSION} "
             f"(format={meta.get('format')!r}, format_version={meta.get('format_version')!r})"
         )
-    keys = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
-    missing = [k for k in keys if k not in meta]
-    if missing:
-        raise ValueError(f"{where} metadata lacks {', '.join(missing)}")
-    config = {k: meta[k] for k in keys}
+    config = _checked_config(meta, where)
+    params = _checked_params(arrays, config, where)
+    expected = {f"{k}{l}" for l in range(1, len(config["sizes"])) for k in "Wb"}
+    extra = sorted(set(arrays) - expected)
+    if extra:
+        raise ValueError(f"{where} arrays do not match sizes={config['sizes']}: unexpected {extra}")
+    return MLP.from_arrays(params, backend=backend, device=device, **config)
+
+
+# ------------------------------------------------------------------ checkpoints
+CHECKPOINT_FORMAT = "xpnet-checkpoint"
+# run settings that must match for a resume to continue the same run
+RESUME_KEYS = ("m", "n_in", "targets", "batch_size", "seed", "shuffle", "optimizer")
+
+
+def check_writable(path, name: str) -> None:
+    """ValueError unless a file can be created at ``path`` (nothing is written).
+
+    ``name`` is the argument (``"checkpoint"``) or the flag (``"--save"``) to name in the message.
+    """
+    p = Path(path)
+    directory = p.parent if str(p.parent) else Path(".")
+    shown = f"{name} {str(p)!r}" if name.startswith("--") else f"{name}={str(p)!r}"
+    if p.is_dir():
+        raise ValueError(f"{shown} is a directory: expected a file path")
+    if not directory.is_dir():
+        raise ValueError(f"{shown}: directory {str(directory)!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{shown}: directory {str(directory)!r} is not writable")
+
+
+def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, run: dict) -> None:
+    """Write everything a resume needs, atomically: weights, optimizer state, history,
+    callback state, the position (epoch, step inside it, partial sums) and the run's settings."""
+    arrays = {}
+    for l in range(model.n_layers):
+        arrays[f"param.W{l + 1}"] = to_numpy(model.params[2 * l])
+        arrays[f"param.b{l + 1}"] = to_numpy(model.params[2 * l + 1])
+    opt_meta, opt_arrays = optimizer.state()
+    for name, values in opt_arrays.items():
+        for i, a in enumerate(values):
+            arrays[f"opt.{name}.{i}"] = to_numpy(a)
+    cb_meta = []
+    for k, cb in enumerate(callbacks):
+        if hasattr(cb, "state"):
+            meta, values = cb.state()
+            cb_meta.append({"index": k, "type": type(cb).__name__, "state": meta, "arrays": len(values)})
+            for i, a in enumerate(values):
+                arrays[f"cb.{k}.{i}"] = to_numpy(a)
+    losses = position.get("losses")
+    arrays["position.losses"] = np.zeros(0, model.dtype) if losses is None else np.asarray(losses)
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "xpnet_version": __version__,
+        "model": model.config(),
+        "run": run,
+        "position": {"epoch": position["epoch"], "step": position["step"], "correct": position["correct"]},
+        "history": history.to_dict(),
+        "optimizer": opt_meta,
+        "callbacks": cb_meta,
+    }
+    save_arrays(path, arrays, metadata)
+
+
+def load_checkpoint(path, model, optimizer, callbacks, run: dict):
+    """Restore a checkpoint into ``model``, ``optimizer`` (attached) and ``callbacks``.
+
+    Returns ``(history, position)``. Raises ValueError for a damaged file or for one
+    written by a different architecture, data shape, batch size, seed or optimizer.
+    """
+    from .train import History, _Position
+
+    arrays, meta = load_arrays(path)
+    where = f"resume={str(path)!r}"
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{where} is not an xpnet checkpoint of format version {FORMAT_VERSION}")
     try:
-        model = MLP.from_arrays([], backend="numpy", **config)  # validates the config only
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} has invalid metadata: {exc}") from None
-    sizes = model.sizes
-    expected = {}
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        expected[f"W{l}"], expected[f"b{l}"] = (n_in, n_out), (n_out,)
-    if set(arrays) != set(expected):
-        extra, lacking = sorted(set(arrays) - set(expected)), sorted(set(expected) - set(arrays))
-        raise ValueError(f"{where} arrays do not match sizes={sizes}: missing {lacking}, unexpected {extra}")
-    ordered = []
-    for name, shape in expected.items():
-        a = arrays[name]
-        if a.shape != shape or a.dtype != np.dtype(model.dtype):
-            raise ValueError(
-                f"{where} array {name} has shape {a.shape} and dtype {a.dtype}: "
-                f"expected {shape} and {model.dtype}"
-            )
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{where} array {name} holds NaN or infinite values")
-        ordered.append(a)
-    return MLP.from_arrays(ordered, backend=backend, device=device, **config)
+        config = _checked_config(meta["model"], where)
+        saved_run, position, opt_meta = dict(meta["run"]), dict(meta["position"]), dict(meta["optimizer"])
+        history = History.from_dict(dict(meta["history"]))
+        epoch, step, correct = int(position["epoch"]), int(position["step"]), int(position["correct"])
+        cb_meta = list(meta["callbacks"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where} has malformed metadata ({type(exc).__name__}: {exc})") from None
+    mine = model.config()
+    for key in ("sizes", "activation", "output", "loss", "dtype"):
+        if config[key] != mine[key]:
+            raise ValueError(f"{where} was written for {key}={config[key]!r}, but this run has {key}={mine[key]!r}")
+    for key in RESUME_KEYS:
+        if saved_run.get(key) != run.get(key):
+            raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
+                             f"{key}={run.get(key)!r}: resume with the same data and settings")
+    if not (0 <= epoch <= run["epochs"]) or step < 0 or len(history.epoch) != epoch:
+        raise ValueError(
+            f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
+        )
+    params = _checked_params(arrays, config, where, prefix="param.")
+    opt_arrays = {}
+    for name in optimizer.STATE:
+        values = [arrays.get(f"opt.{name}.{i}") for i in range(len(params))]
+        if getattr(optimizer, name) is not None:
+            if any(v is None or v.shape != p.shape or v.dtype != p.dtype for v, p in zip(values, params)):
+                raise ValueError(f"{where} optimizer state {name!r} is missing or does not match the parameters")
+        opt_arrays[name] = values
+    losses = arrays.get("position.losses")
+    if losses is None or losses.ndim != 1 or len(losses) != step:
+        raise ValueError(f"{where} has partial-epoch losses that do not match step {step}")
+    model.params[:] = [model.backend.asarray(p) for p in params]
+    optimizer.load_state(opt_meta, opt_arrays, model.backend.asarray)
+    for entry in cb_meta:
+        k = int(entry["index"])
+        if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
+            callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
+    return history, _Position(epoch, step, losses if step else None, correct)

@@ -104,6 +104,24 @@ class Optimizer:
     def _init_state(self, params: list) -> None:
         pass
 
+    STATE: tuple[str, ...] = ()  # names of the per-parameter state lists
+
+    def hyperparameters(self) -> dict:
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
+
+    def state(self) -> tuple[dict, dict[str, list]]:
+        """``(JSON-ready settings and counters, {state name: arrays})`` for a checkpoint."""
+        meta = {"type": type(self).__name__, **self.hyperparameters(), "t": getattr(self, "t", 0)}
+        return meta, {name: list(getattr(self, name) or []) for name in self.STATE}
+
+    def load_state(self, meta: dict, arrays: dict[str, list], to_device) -> None:
+        """Restore what :meth:`state` returned (after :meth:`attach`); ``to_device`` moves host arrays."""
+        if hasattr(self, "t"):
+            self.t = int(meta["t"])
+        for name in self.STATE:
+            if getattr(self, name) is not None:
+                setattr(self, name, [to_device(a) for a in arrays[name]])
+
     def step(self, params: list, grads: list) -> None:
         """Update ``params`` (a list, changed in place) from ``grads`` (same order).
 
@@ -145,6 +163,11 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.velocity: list | None = None
+
+    STATE = ("velocity",)
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov}
 
     def _init_state(self, params: list) -> None:
         self.velocity = self._zeros_like(params) if self.momentum else None
@@ -204,6 +227,11 @@ class Adam(Optimizer):
         self.t = 0
         self.m: list | None = None
         self.v: list | None = None
+
+    STATE = ("m", "v")
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps}
 
     def _init_state(self, params: list) -> None:
         self.t = 0

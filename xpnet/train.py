@@ -1,17 +1,101 @@
-"""The training loop: data to the device once, shuffled batches there, one read per epoch."""
+"""The training loop: data to the device once, shuffled batches there, one read per epoch.
+
+Reliability lives here too: checkpoints (with the position inside an epoch),
+resume that reproduces an uninterrupted run bit for bit on the CPU, SIGINT/SIGTERM
+handled between steps, and divergence reported with its epoch and step.
+"""
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .backend import Buffers
+import numpy as np
+
+from .backend import Buffers, to_numpy
 from .model import MLP, batch_spans
 from .optim import SGD, Optimizer
 from .validate import check_positive
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; training stopped after the step in flight.
+
+    Attributes: ``signum``, ``epoch`` (1-based, the one in progress), ``step``
+    (steps done in it), ``checkpoint`` (the path written, or ``None``).
+    """
+
+    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None):
+        self.signum, self.epoch, self.step, self.checkpoint = signum, epoch, step, checkpoint
+        name = signal.Signals(signum).name
+        where = f"epoch {epoch}, after step {step}"
+        saved = f"; checkpoint written to {checkpoint}" if checkpoint else "; no checkpoint (none was asked for)"
+        super().__init__(f"{name} received: stopped at {where}{saved}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
+
+
+class TrainingDiverged(ValueError):
+    """The loss or a weight became NaN or infinite. Attributes: ``epoch``, ``step`` (1-based)."""
+
+    def __init__(self, epoch: int, step: int | None, what: str, lr: float):
+        self.epoch, self.step = epoch, step
+        at = f"epoch {epoch}, step {step}" if step is not None else f"the end of epoch {epoch}"
+        super().__init__(
+            f"training diverged at {at}: {what} became NaN or infinite; "
+            f"try a lower learning rate (e.g. --lr {lr / 10:g}, a tenth of {lr:g})"
+        )
+
+
+class OutOfMemory(MemoryError):
+    """The device (or host) ran out of memory; says how much a step needs and what to change."""
+
+    def __init__(self, device: str, batch_size: int, step_bytes: int, data_bytes: int, original: BaseException):
+        self.batch_size, self.step_bytes, self.data_bytes = batch_size, step_bytes, data_bytes
+        smaller = max(1, batch_size // 2)
+        super().__init__(
+            f"out of memory on {device} with batch size {batch_size}: training needs about {_human(step_bytes)} "
+            f"for weights, optimizer state, activations and gradients, plus {_human(data_bytes)} for the data "
+            f"({type(original).__name__}: {str(original).splitlines()[0] if str(original) else 'no detail'}); "
+            f"try a smaller --batch-size, e.g. {smaller}"
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def memory_estimate(sizes: Sequence[int], batch_size: int, itemsize: int, state_per_param: int, m: int) -> tuple[int, int]:
+    """``(step bytes, data bytes)`` for training ``sizes`` at ``batch_size``.
+
+    Step: weights, gradients, scratch and ``state_per_param`` optimizer arrays per
+    parameter, plus per sample the gathered inputs and targets and, per layer, the
+    activations, the upstream gradient and a temporary. Data: ``m`` rows of inputs
+    and one-hot targets, plus int64 labels.
+    """
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    per_sample = sizes[0] + sizes[-1] + 3 * sum(sizes[1:])
+    step = itemsize * (n_params * (3 + state_per_param) + batch_size * per_sample)
+    data = m * (itemsize * (sizes[0] + sizes[-1]) + 8)
+    return step, data
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """CuPy's OutOfMemoryError (matched by name: CuPy need not be importable) or a MemoryError."""
+    name = type(exc).__name__
+    return (isinstance(exc, MemoryError) or name == "OutOfMemoryError"
+            or (name == "CUDARuntimeError" and "out of memory" in str(exc).lower()))
 
 
 @dataclass
@@ -44,11 +128,21 @@ class History:
         out["samples_per_second"] = self.samples_per_second[-1]
         return out
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 class Callback:
     """Hooks called by :func:`fit`; override what you need. Return True from
     ``on_epoch_end`` to stop training. ``on_batch_end`` runs on the host after a
-    step is queued; it must not read device arrays (that would sync every step)."""
+    step is queued; it must not read device arrays (that would sync every step).
+    A callback with state that a checkpoint should keep defines ``state()`` ->
+    ``(dict, list of arrays)`` and ``load_state(dict, arrays, model)``."""
 
     def on_train_begin(self, model: MLP, history: History) -> None:
         pass
@@ -107,32 +201,86 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_params is not None:
             model.params = self.best_params
 
+    def state(self) -> tuple[dict, list]:
+        return {"best": self.best, "wait": self.wait}, list(self.best_params or [])
 
-def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers, callbacks=()):
-    """One pass over device data in ``spans`` batches, in ``order`` (a device permutation, or
-    ``None`` for slices). Returns ``(loss_sum, correct)``: 0-d device arrays (or 0), not yet
-    read back, so the caller decides when to synchronize."""
+    def load_state(self, meta: dict, arrays: list, model: MLP) -> None:
+        self.best, self.wait = meta["best"], meta["wait"]
+        self.best_params = [model.backend.asarray(a) for a in arrays] or None
+
+
+class _StopOnSignal:
+    """While active, SIGINT/SIGTERM set a flag instead of raising (main thread only).
+
+    The loop checks the flag between steps, so a step is never cut in half. A
+    second signal while stopping raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
+              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None):
+    """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
+    ``order`` (a device permutation, or ``None`` for slices).
+
+    Returns ``(losses, correct, steps)``: each step's mean loss as a 0-d device array
+    (nothing is read back here), the device count of correct predictions (or 0), and the
+    index after the last step run (less than ``len(spans)`` if ``stop`` was signalled).
+    """
     xp, nx = model.xp, model.backend.nx
-    loss_sum, correct = 0.0, 0
-    for batch, (start, stop) in enumerate(spans):
+    losses, correct = [], 0
+    for batch in range(first, len(spans)):
+        start, stop_row = spans[batch]
         if order is None:
-            Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
-            Lb = None if labels is None else labels[start:stop]
+            Xb, Yb = Xd[start:stop_row, :], Yd[start:stop_row, :]
+            Lb = None if labels is None else labels[start:stop_row]
         else:
-            idx, rows = order[start:stop], stop - start
+            idx, rows = order[start:stop_row], stop_row - start
             # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
             Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
             Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
             Lb = None if labels is None else xp.take(labels, idx, axis=0)
         acts, Z, A = model._forward(Xb, buf)
         loss, grads = model._backward(acts, Z, A, Yb, buf)
-        loss_sum = loss_sum + loss * (stop - start)
+        losses.append(loss)
         if Lb is not None:
             correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
         optimizer.step(model.params, grads)
         for cb in callbacks:
             cb.on_batch_end(batch)
-    return loss_sum, correct
+        if stop is not None and stop.signum is not None:
+            return losses, correct, batch + 1
+    return losses, correct, len(spans)
+
+
+@dataclass
+class _Position:
+    """Where a run is: ``epoch`` (0-based, in progress), ``step`` (steps done in it), and the
+    partial sums of that epoch, kept on the host as exact NumPy values."""
+
+    epoch: int = 0
+    step: int = 0
+    losses: np.ndarray | None = None  # (step,) per-step mean losses so far, model dtype
+    correct: int = 0
 
 
 def fit(
@@ -148,6 +296,10 @@ def fit(
     verbose: bool = True,
     callbacks: Sequence[Callback] = (),
     reuse_buffers: bool = True,
+    checkpoint: str | None = None,
+    checkpoint_every: int = 1,
+    resume: str | None = None,
+    config: dict | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -156,7 +308,7 @@ def fit(
         X: ``(m, n_in)`` features, NumPy or already on the model's backend.
         y: targets as :meth:`MLP.evaluate` takes them.
         optimizer: defaults to ``SGD(lr=0.1)``.
-        epochs: passes over the data.
+        epochs: passes over the data (in total, counting those before a resume).
         batch_size: samples per step; ``None`` is full-batch gradient descent.
         shuffle: reshuffle (on the device) before every epoch.
         validation_data: ``(X_val, y_val)``, evaluated after every epoch.
@@ -167,11 +319,27 @@ def fit(
             intermediates into arrays reused across steps where the backend honours
             ``out=`` (NumPy); ``False`` allocates afresh every step (the plain path,
             same results).
+        checkpoint: write a checkpoint here (atomically) every ``checkpoint_every``
+            epochs, after the last one, and when interrupted.
+        checkpoint_every: epochs between checkpoints.
+        resume: continue from this checkpoint. The architecture, data shape, batch
+            size, seed and optimizer type must match the checkpoint's; the result is
+            then bit-identical on the CPU to a run that was never interrupted.
+        config: extra JSON-ready settings recorded in checkpoints (the CLI's flags).
 
     Returns:
-        The :class:`History` of the run.
+        The :class:`History` of the run (including the epochs before a resume).
+
+    Raises:
+        TrainingInterrupted: SIGINT or SIGTERM arrived (after the step in flight and
+            the checkpoint, if any, were finished).
+        TrainingDiverged: the loss or a weight became NaN or infinite; the
+            checkpoint on disk is the last good one.
+        OutOfMemory: the device ran out of memory; the message gives the batch
+            size and an estimate of the memory needed.
     """
     epochs = check_positive(epochs, "epochs", integer=True)
+    checkpoint_every = check_positive(checkpoint_every, "checkpoint_every", integer=True)
     if batch_size is not None:
         batch_size = check_positive(batch_size, "batch_size", integer=True)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -179,8 +347,29 @@ def fit(
     optimizer = SGD(lr=0.1) if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
+    if checkpoint is not None:
+        from .io import check_writable
 
-    backend = model.backend
+        check_writable(checkpoint, "checkpoint")
+
+    try:
+        return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
+                    reuse_buffers, checkpoint, checkpoint_every, resume, config)
+    except Exception as exc:
+        if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
+            raise
+        m = len(X) if hasattr(X, "__len__") else 0
+        rows = m if batch_size is None else min(batch_size, m or batch_size)
+        state = len(getattr(optimizer, "STATE", ()))
+        itemsize = 8 if model.dtype == "float64" else 4
+        step_bytes, data_bytes = memory_estimate(model.sizes, rows, itemsize, state, m)
+        raise OutOfMemory(model.backend.label, rows, step_bytes, data_bytes, exc) from exc
+
+
+def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
+         reuse_buffers, checkpoint, checkpoint_every, resume, config) -> History:
+    """The body of :func:`fit`, after its arguments are checked."""
+    backend, xp = model.backend, model.xp
     Xd = model._features(X)  # (m, n_in), on the device from here on
     m = Xd.shape[0]
     Yd, labels = model._targets(y, m)  # (m, k), (m,) or None
@@ -197,41 +386,79 @@ def fit(
     optimizer.attach(model.params, backend if reuse_buffers else None)
     spans = batch_spans(m, batch_size)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
-    history = History()
+    rows = np.array([b - a for a, b in spans], dtype=np.float64)  # samples per step
+    history, pos = History(), _Position()
     for cb in callbacks:
         cb.on_train_begin(model, history)
+    run_info = {"m": m, "n_in": Xd.shape[1], "targets": list(Yd.shape), "batch_size": batch_size, "seed": seed,
+                "shuffle": shuffle, "optimizer": type(optimizer).__name__, "epochs": epochs, **(config or {})}
+    if resume is not None:
+        from .io import load_checkpoint
 
-    for epoch in range(epochs):
-        optimizer.start_epoch(epoch, epochs)
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch, epochs, len(spans))
-        t0 = time.perf_counter()
-        order = backend.random(seed, epoch).permutation(m) if gather else None
-        loss_sum, correct = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks)
-        train_loss = float(loss_sum) / m  # the epoch's device-to-host reads (and sync)
-        train_accuracy = None if labels is None else int(correct) / m
-        seconds = time.perf_counter() - t0
+        history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info)
 
-        history.epoch.append(epoch + 1)
-        history.train_loss.append(train_loss)
-        if train_accuracy is not None:
-            history.train_accuracy.append(train_accuracy)
-        history.lr.append(optimizer.current_lr)
-        history.seconds.append(seconds)
-        history.samples_per_second.append(m / seconds if seconds > 0 else math.inf)
-        if val is not None:
-            scores = model._evaluate(*val)
-            history.val_loss.append(scores["loss"])
-            if "accuracy" in scores:
-                history.val_accuracy.append(scores["accuracy"])
-        if verbose:
-            print(format_epoch(history, epochs), flush=True)
-        stop = False
-        for cb in callbacks:
-            stop = cb.on_epoch_end(model, history) or stop
-        if stop:
-            history.stopped_early = True
-            break
+    def save(position: _Position) -> None:
+        from .io import save_checkpoint
+
+        save_checkpoint(checkpoint, model, optimizer, history, asdict(position), callbacks, run_info)
+
+    # Overflow and NaN are checked for explicitly (TrainingDiverged names the epoch and step),
+    # so NumPy's own warnings about them would only be noise before that message.
+    with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(pos.epoch, epochs):
+            optimizer.start_epoch(epoch, epochs)
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, epochs, len(spans))
+            t0 = time.perf_counter()
+            order = backend.random(seed, epoch).permutation(m) if gather else None
+            first = pos.step if epoch == pos.epoch else 0
+            losses, correct, done = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks,
+                                              first=first, stop=stop)
+            # the epoch's reads from the device: its losses and correct count (and a sync)
+            step_losses = to_numpy(xp.stack(losses)) if losses else np.zeros(0, model.dtype)
+            correct = int(correct)
+            if first:  # resumed inside this epoch: prepend what the checkpoint had
+                step_losses = np.concatenate([pos.losses, step_losses])
+                correct += pos.correct
+            bad = np.flatnonzero(~np.isfinite(step_losses))
+            if bad.size:
+                raise TrainingDiverged(epoch + 1, int(bad[0]) + 1, "the loss", optimizer.current_lr)
+            if not all(bool(xp.all(xp.isfinite(p))) for p in model.params):
+                raise TrainingDiverged(epoch + 1, None, "a weight", optimizer.current_lr)
+            if done < len(spans):  # interrupted: keep the position inside the epoch
+                position = _Position(epoch, done, step_losses, correct)
+                if checkpoint is not None:
+                    save(position)
+                raise TrainingInterrupted(stop.signum, epoch + 1, done, checkpoint)
+            seconds = time.perf_counter() - t0
+            # exact: the sum of per-step mean losses weighted by rows, on the host in float64
+            train_loss = float(np.dot(step_losses.astype(np.float64), rows)) / m
+
+            history.epoch.append(epoch + 1)
+            history.train_loss.append(train_loss)
+            if labels is not None:
+                history.train_accuracy.append(correct / m)
+            history.lr.append(optimizer.current_lr)
+            history.seconds.append(seconds)
+            history.samples_per_second.append((m - spans[first][0]) / seconds if seconds > 0 else math.inf)
+            if val is not None:
+                scores = model._evaluate(*val)
+                history.val_loss.append(scores["loss"])
+                if "accuracy" in scores:
+                    history.val_accuracy.append(scores["accuracy"])
+            if verbose:
+                print(format_epoch(history, epochs), flush=True)
+            halt = False
+            for cb in callbacks:
+                halt = cb.on_epoch_end(model, history) or halt
+            due = halt or epoch + 1 == epochs or (epoch + 1) % checkpoint_every == 0
+            if checkpoint is not None and (due or stop.signum is not None):
+                save(_Position(epoch + 1))
+            if stop.signum is not None:  # the signal came during validation or the callbacks
+                raise TrainingInterrupted(stop.signum, epoch + 1, len(spans), checkpoint)
+            if halt:
+                history.stopped_early = True
+                break
 
     for cb in callbacks:
         cb.on_train_end(model, history)
@@ -239,7 +466,7 @@ def fit(
 
 
 def format_epoch(history: History, epochs: int) -> str:
-    """One line for the last epoch: loss, validation scores, speed."""
+    """One line for the last epoch: loss, accuracy, validation scores, speed."""
     last = history.last()
     width = len(str(epochs))
     parts = [f"epoch {last['epoch']:>{width}}/{epochs}", f"loss {last['train_loss']:.4f}"]
@@ -252,3 +479,4 @@ def format_epoch(history: History, epochs: int) -> str:
     parts.append(f"{last['seconds']:.2f}s")
     parts.append(f"{last['samples_per_second']:,.0f} samples/s")
     return "  ".join(parts)
+

@@ -1,0 +1,97 @@
+"""Untrusted files: random bytes and mutations of valid files give a ValueError, nothing else.
+
+Covers every loader of outside data: model files, checkpoints, IDX, and user
+.npz/.csv data. A crash, a hang (hypothesis deadline), or any other exception fails.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import xpnet
+from xpnet import data
+
+# XPNET_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_loaders.py fuzzes harder than CI does
+FUZZ = settings(max_examples=int(os.environ.get("XPNET_FUZZ_EXAMPLES", "60")), deadline=2000,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def valid_files(tmp_path_factory):
+    """One valid file of each kind, as bytes."""
+    d = tmp_path_factory.mktemp("valid")
+    X, y = xpnet.make_moons(40, seed=0)
+    model = xpnet.MLP([2, 5, 2], seed=0)
+    model.save(d / "model.npz")
+    xpnet.fit(model, X, y, xpnet.Adam(1e-2), epochs=1, batch_size=16, verbose=False, checkpoint=str(d / "ck.npz"))
+    np.savez(d / "data.npz", X=X, y=y)
+    buf = io.StringIO()
+    np.savetxt(buf, np.column_stack([X, y]), delimiter=",", header="a,b,label", comments="")
+    idx = gzip.compress(b"\x00\x00\x08\x03" + np.array([3, 4, 5], ">u4").tobytes() + bytes(range(60)))
+    return {"model": (d / "model.npz").read_bytes(), "checkpoint": (d / "ck.npz").read_bytes(),
+            "npz": (d / "data.npz").read_bytes(), "csv": buf.getvalue().encode(), "idx": idx}
+
+
+def _load(kind: str, path, backend):
+    if kind == "model":
+        return xpnet.load(path, backend=backend)
+    if kind == "checkpoint":
+        X, y = xpnet.make_moons(40, seed=0)
+        return xpnet.fit(xpnet.MLP([2, 5, 2], seed=0, backend=backend), X, y, xpnet.Adam(1e-2), epochs=2,
+                         batch_size=16, verbose=False, resume=str(path))
+    if kind == "idx":
+        return data.read_idx(path)
+    return data.load_file(path)
+
+
+KINDS = ["model", "checkpoint", "npz", "csv", "idx"]
+SUFFIX = {"model": ".npz", "checkpoint": ".npz", "npz": ".npz", "csv": ".csv", "idx": ".gz"}
+
+
+def _check(kind, blob, tmp_path, backend):
+    path = tmp_path / f"fuzz{SUFFIX[kind]}"
+    path.write_bytes(blob)
+    try:
+        _load(kind, path, backend)
+    except ValueError:
+        pass  # the documented refusal
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_valid_files_load(backend, valid_files, kind, tmp_path):
+    path = tmp_path / f"ok{SUFFIX[kind]}"
+    path.write_bytes(valid_files[kind])
+    _load(kind, path, backend)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@FUZZ
+@given(blob=st.binary(max_size=2048))
+def test_random_bytes(backend, kind, blob, tmp_path):
+    _check(kind, blob, tmp_path, backend)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@FUZZ
+@given(data_=st.data())
+def test_mutated_valid_files(backend, valid_files, kind, data_, tmp_path):
+    blob = bytearray(valid_files[kind])
+    for _ in range(data_.draw(st.integers(1, 8))):
+        at = data_.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data_.draw(st.integers(0, 255))
+    _check(kind, bytes(blob), tmp_path, backend)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@FUZZ
+@given(cut=st.floats(0, 1, exclude_max=True))
+def test_truncated_valid_files(backend, valid_files, kind, cut, tmp_path):
+    blob = valid_files[kind]
+    _check(kind, blob[: int(len(blob) * cut)], tmp_path, backend)
