@@ -126,3 +126,76 @@ def test_bad_fit_arguments(backend, kwargs, message):
     model = xpnet.MLP([3, 4, 3], backend=backend)
     with pytest.raises(ValueError, match=message):
         xpnet.fit(model, X, LABELS, verbose=False, **kwargs)
+
+
+# --------------------------------------------------------------- the CLI
+# Each case: files to create (name -> content), argv, message. Every case must exit 2 with
+# one line on stderr naming the problem, and leave an existing --save file untouched.
+def _npz(**arrays):
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+_MOONS_X, _MOONS_Y = xpnet.make_moons(40, seed=0)
+_NAN = _MOONS_X.copy()
+_NAN[3, 0] = np.nan
+CLI_CASES = {
+    "nan in X": ({"d.npz": _npz(X=_NAN, y=_MOONS_Y)}, ["--data", "d.npz"], "X contains 1 NaN or infinite"),
+    "inf in csv": ({"d.csv": "1,2,0\ninf,2,1\n3,4,0\n"}, ["--data", "d.csv"], "X contains 1 NaN or infinite"),
+    "wrong feature count": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y)}, ["--data", "d.npz", "--layers", "3,8,2"],
+                            "--layers starts with 3 but d.npz has 2 features: use --layers 2,8,2"),
+    "label out of range for layers": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y * 4)}, ["--data", "d.npz", "--layers", "2,8,2"],
+                                      "--layers ends with 2 but d.npz needs 5 output(s)"),
+    "negative label": ({"d.csv": "1,2,0\n2,2,-1\n3,4,1\n4,4,1\n"}, ["--data", "d.csv"], "y has labels in [-1, 1]"),
+    "non-integer label": ({"d.csv": "1,2,0\n2,2,0.5\n3,4,1\n4,4,1\n"}, ["--data", "d.csv"], "labels hold 0 class(es)"),
+    "mismatched lengths": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y[:30])}, ["--data", "d.npz"],
+                           "y has shape (30,) for 40 rows: expected (40,)"),
+    "empty data": ({"d.npz": _npz(X=np.zeros((0, 2)), y=np.zeros(0, int))}, ["--data", "d.npz"], "has 0 row(s)"),
+    "strings": ({"d.csv": "1,2,0\nabc,2,1\n"}, ["--data", "d.csv"], "line 2: 'abc,2,1' is not comma-separated numbers"),
+    "bools": ({"d.npz": _npz(X=_MOONS_X > 0, y=_MOONS_Y)}, ["--data", "d.npz"], "X has dtype bool: expected numbers"),
+    "3-D X": ({"d.npz": _npz(X=np.zeros((40, 2, 2)), y=_MOONS_Y)}, ["--data", "d.npz"], "X has shape (32, 2, 2)"),
+    "no labels": ({"d.npz": _npz(X=_MOONS_X)}, ["--data", "d.npz"], "has no labels"),
+    "wrong --layers syntax": ({}, ["--layers", "784;128;10"], "--layers: '784;128;10' is not a comma-separated list"),
+    "zero epochs": ({}, ["--epochs", "0"], "--epochs: '0' must be > 0"),
+    "negative epochs": ({}, ["--epochs", "-3"], "--epochs: '-3' must be > 0"),
+    "zero batch size": ({}, ["--batch-size", "0"], "--batch-size: '0' must be > 0"),
+    "negative learning rate": ({}, ["--lr", "-0.1"], "--lr: '-0.1' must be > 0"),
+    "nan learning rate": ({}, ["--lr", "nan"], "--lr: 'nan' must be > 0"),
+    "unknown optimizer": ({}, ["--optimizer", "rmsprop"], "--optimizer: invalid choice: 'rmsprop'"),
+    "unknown init": ({}, ["--init", "zeros"], "--init: invalid choice: 'zeros'"),
+    "missing file": ({}, ["--data", "nope.csv"], "--data 'nope.csv' does not exist"),
+    "directory as data": ({"dir/x": ""}, ["--data", "dir"], "--data 'dir' is a directory"),
+    "directory as save": ({"dir/x": ""}, ["--save", "dir"], "--save 'dir' is a directory"),
+    "unwritable save location": ({"file": "x"}, ["--save", "file/model.npz"], "directory 'file' does not exist"),
+    "resume from a missing checkpoint": ({}, ["--resume", "ck.npz"], "--resume 'ck.npz' is not a file"),
+    "resume from garbage": ({"ck.npz": "garbage"}, ["--resume", "ck.npz"], "is not a readable .npz file"),
+    "resume from a model file": ({}, ["--resume", "model.npz"], "is not an xpnet checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_cli_refuses_bad_input_in_one_line_and_touches_nothing(backend, case, tmp_path, monkeypatch, capsys):
+    from xpnet.cli import main
+
+    files, argv, message = CLI_CASES[case]
+    monkeypatch.chdir(tmp_path)
+    xpnet.MLP([784, 16, 10]).save("model.npz")  # a good file that no failure may change
+    before = (tmp_path / "model.npz").read_bytes()
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    if "--save" not in argv:
+        argv = [*argv, "--save", "model.npz"]
+    try:
+        code = main(["train", "--epochs", "1", *argv] if "--epochs" not in argv else ["train", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert (tmp_path / "model.npz").read_bytes() == before
