@@ -17,7 +17,7 @@ from .data import Dataset, load_mnist, load_moons, make_moons, make_xor, read_id
 from .io import load
 from .model import MLP
 from .optim import SGD, Adam, Constant, Cosine, StepDecay
-from .train import Callback, EarlyStopping, History, fit
+from .train import Callback, EarlyStopping, History, OutOfMemory, TrainingDiverged, TrainingInterrupted, fit
 
 __all__ = [
     "Adam",
@@ -30,8 +30,11 @@ __all__ = [
     "EarlyStopping",
     "History",
     "MLP",
+    "OutOfMemory",
     "SGD",
     "StepDecay",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "fit",
     "get_backend",
     "load",
