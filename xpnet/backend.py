@@ -91,7 +91,9 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op off the GPU); for honest timing."""
         if self.is_cupy:
-            self.xp.cuda.get_current_stream().synchronize()
+            import cupy  # xp is array-api-compat's wrapper, which need not re-export cupy.cuda
+
+            cupy.cuda.get_current_stream().synchronize()
 
 
 class _OutIgnored:

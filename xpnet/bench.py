@@ -107,7 +107,7 @@ def measure(runner: Runner, repeats: int = 3) -> float:
 def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) -> Runner:
     """xpnet: ``_steps_for(case)`` steps on a resident batch, or one shuffled epoch
     (:func:`xpnet.train.run_epoch`, the loop body of ``fit``), data on the device."""
-    from .backend import Buffers
+    from .backend import Buffers, to_numpy
     from .model import MLP, batch_spans
     from .optim import SGD, Adam
     from .train import run_epoch
@@ -126,8 +126,8 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
 
         def epoch() -> None:
             order = backend.random(0, next(epochs)).permutation(len(X))
-            loss_sum, correct = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf)
-            float(loss_sum), int(correct)  # what fit reads once per epoch; also the synchronize
+            losses, correct, _ = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf)
+            to_numpy(model.xp.stack(losses)), int(correct)  # what fit reads once per epoch; also the synchronize
 
         return epoch, len(X)
 

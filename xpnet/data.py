@@ -23,7 +23,6 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -217,16 +216,10 @@ def load_file(path, label_column: int = -1) -> tuple[np.ndarray, np.ndarray | No
     return X, y
 
 
-NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError)
-"""What np.load can raise on a damaged or hostile .npz (allow_pickle=False): all become ValueError."""
-
-
 def _load_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        with open(p, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except NPZ_ERRORS as exc:
-        raise ValueError(f"--data {str(p)!r} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    from .io import read_npz
+
+    arrays = read_npz(p, f"--data {str(p)!r}")
     if "X" not in arrays:
         raise ValueError(f"--data {str(p)!r} has arrays {sorted(arrays)}: expected 'X' (and 'y')")
     X = arrays["X"]

@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,6 @@ import numpy as np
 
 from . import __version__
 from .backend import to_numpy
-from .data import NPZ_ERRORS
 
 FORMAT = "xpnet-model"
 FORMAT_VERSION = 1
@@ -69,6 +70,20 @@ def save_arrays(path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
         np.savez(f, metadata=blob, **arrays)
 
 
+# What np.load can raise on a damaged or hostile .npz (with allow_pickle=False)
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError)
+
+
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz``, never unpickling; any failure is a ValueError naming ``what``."""
+    try:
+        # our own file handle: np.load(path) leaks its handle when the zip is malformed
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except NPZ_ERRORS as exc:
+        raise ValueError(f"{what} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+
+
 def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     """Read an ``.npz`` written by :func:`save_arrays`; ``ValueError`` if it is not one."""
     path = Path(path)
@@ -76,12 +91,7 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
         raise ValueError(f"path={str(path)!r} is a directory: expected an xpnet .npz file")
     if not path.exists():
         raise ValueError(f"path={str(path)!r} does not exist: expected an xpnet .npz file")
-    try:
-        # our own file handle: np.load(path) leaks its handle when the zip is malformed
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except NPZ_ERRORS as exc:
-        raise ValueError(f"path={str(path)!r} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    arrays = read_npz(path, f"path={str(path)!r}")
     if "metadata" not in arrays:
         raise ValueError(f"path={str(path)!r} has no metadata: not an xpnet file")
     blob = arrays.pop("metadata")

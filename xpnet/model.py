@@ -5,8 +5,9 @@ Batch-first notation: ``X`` is ``(m, n_in)``, layer ``l`` has ``W`` of shape
 The classic tutorials keep samples as columns and write ``Z = W X + b`` with
 ``W`` of shape ``(n_l, n_{l-1})``: their ``W`` is our ``W.T`` and their ``Z`` our ``Z.T``.
 
-Every array operation goes through ``self.backend.xp``, so the same code runs on
-NumPy, CuPy and any array-API namespace.
+Every array operation goes through ``self.backend.xp``, or in the training step
+``self.backend.nx`` (the same namespace, plus ``out=`` where NumPy honours it), so
+the same code runs on NumPy, CuPy and any array-API namespace.
 """
 
 from __future__ import annotations

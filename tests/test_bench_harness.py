@@ -1,0 +1,58 @@
+"""The benchmark harness runs and reports sensibly (no timing is asserted here: speed lives in bench/)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xpnet import bench
+from xpnet.cli import main
+
+TINY = [bench.Case((784, 16, 10), 256, "adam", mode="step", data="mnist"),
+        bench.Case((784, 16, 10), 512, "sgd", mode="epoch", data="mnist")]
+
+
+def test_flops_per_sample(backend):
+    # forward 2*784*128 + 2*128*64 + 2*64*10, the same again for weight gradients,
+    # and input gradients for layers 2 and 3 only
+    fwd = 2 * 784 * 128 + 2 * 128 * 64 + 2 * 64 * 10
+    assert bench.flops_per_sample((784, 128, 64, 10)) == 2 * fwd + 2 * 128 * 64 + 2 * 64 * 10
+
+
+def test_suite_cases_cover_the_issue(backend):
+    full = bench.cases("cpu")
+    assert {c.layers for c in full} == {bench.SMALL, bench.WIDE}
+    assert {c.batch for c in full} == {64, 256, 1024, 8192}
+    assert {c.dtype for c in full} == {"float32", "float64"} and {c.mode for c in full} == {"step", "epoch"}
+    assert any(c.data == "mnist" for c in full)
+    assert {c.dtype for c in bench.cases("cuda")} == {"float32"}
+
+
+@pytest.mark.parametrize("case", TINY, ids=lambda c: c.mode)
+def test_runners_do_their_unit_of_work(device, case):
+    for runner in (bench.xpnet_runner(case, device), bench.xpnet_runner(case, device, reuse_buffers=False)):
+        run, samples = runner
+        run()
+        assert samples > 0 and bench.measure(runner, repeats=1) > 0
+    if device == "cpu":
+        assert bench.measure(bench.reference_runner(case), repeats=1) > 0
+
+
+def test_xpnet_bench_command_writes_table_and_files(device, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "cases", lambda device, quick=False: TINY)
+    monkeypatch.setattr(bench, "torch_available", lambda: False)  # keeps the test fast and optional-free
+    js, md = tmp_path / "r.json", tmp_path / "r.md"
+    assert main(["bench", "--device", device, "--quick", "--repeats", "1", "--json", str(js), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "| layers | batch | optimizer |" in out and "n/a" in out
+    result = json.loads(js.read_text())
+    assert len(result["results"]) == 2 and result["environment"]["device"] == device
+    row = result["results"][0]
+    assert row["vs_torch"] is None and (row["vs_reference"] is None) == (device != "cpu")
+    assert np.isclose(row["roofline"], row["xpnet"] * bench.flops_per_sample(row["layers"]) / (row["gemm_gflops"] * 1e9))
+    report = md.read_text()
+    assert report.startswith(f"# xpnet bench, {result['environment']['date']}, {device}")
+    command = "xpnet bench --quick" if device == "cpu" else f"xpnet bench --device {device} --quick"
+    assert f"Command: `{command}`" in report and "| layers | batch |" in report
