@@ -231,6 +231,9 @@ def test_every_preset_names_real_settings(device):
 
     from xpnet.cli import TrainConfig
 
+    from xpnet.cli import PRESETS_HELP
+
     names = {f.name for f in fields(TrainConfig)}
     for preset, (command, settings) in PRESETS.items():
         assert command in ("train", "sweep") and set(settings) <= names, preset
+        assert f"\n  {preset} " in PRESETS_HELP, f"{preset} is missing from train --help"

@@ -91,6 +91,19 @@ PRESETS = {  # name -> (command, settings); explicit flags override these
 }
 
 
+PRESETS_HELP = """presets (xpnet train --preset NAME; moons-sweep is for xpnet sweep):
+  planar       2-layer net, 4 tanh units, sigmoid output, full-batch GD lr 1.2, 10,000 iterations
+  deep-mnist   [784,128,64,10] ReLU, softmax cross-entropy (the defaults)
+  shallow3     [3,4,3,1] tanh hidden, sigmoid output, on the 3-feature sphere set
+  moons-sweep  hidden widths 1,2,4,10,20,50 on noisy moons, tanh, 2 softmax outputs
+  nielsen      [784,30,10] sigmoid, quadratic cost, N(0,1) init, SGD lr 3.0, batch 10, 30 epochs
+
+"""
+EXIT_CODES_HELP = """exit codes: 0 done; 2 usage or input error (or out of memory); 3 training diverged;
+  130 / 143 interrupted by SIGINT / SIGTERM (after writing --checkpoint, if given)
+"""
+
+
 # ------------------------------------------------------------ flag parsers
 def _int_list(flag: str, minimum: int):
     def parse(text: str) -> tuple[int, ...]:
@@ -187,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     sup = argparse.SUPPRESS  # unset flags stay absent, so presets can fill them
 
     t = sub.add_parser("train", argument_default=sup, help="train a network and report its test accuracy",
-                       description="Train a network; prints progress per epoch and ends with the test accuracy.")
+                       description="Train a network; prints progress per epoch and ends with the test accuracy.",
+                       epilog=PRESETS_HELP + EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(t)
     t.add_argument("--layers", type=_int_list("--layers", 2),
                    help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_outputs)")
@@ -202,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(handler=cmd_train)
 
     s = sub.add_parser("sweep", argument_default=sup, help="train one net per hidden width and compare them",
-                       description="The tutorials' hidden-size experiment: one hidden layer of each width in --hidden.")
+                       description="The tutorials' hidden-size experiment: one hidden layer of each width in --hidden.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(s)
     s.add_argument("--hidden", type=_int_list("--hidden", 1), help="widths to try (default: 1,2,4,10,20,50)")
     s.set_defaults(handler=cmd_sweep)
