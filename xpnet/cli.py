@@ -623,7 +623,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = to_numpy(model.predict_proba(X) if proba else model.predict(X))
     if out is None:
         for row in result:
-            print(",".join(f"{v:.6g}" for v in row) if proba else f"{row:g}" if result.dtype.kind == "f" else str(row))
+            if proba:
+                print(",".join(f"{v:.6g}" for v in row))
+            elif result.dtype.kind == "f":  # a regressor's outputs
+                print(f"{row:g}")
+            else:
+                print(row)
         return 0
     with atomic_write(out) as f:
         if out.lower().endswith(".npy"):
