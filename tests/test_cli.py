@@ -229,9 +229,7 @@ def test_help_is_complete(device, command, capsys):
 def test_every_preset_names_real_settings(device):
     from dataclasses import fields
 
-    from xpnet.cli import TrainConfig
-
-    from xpnet.cli import PRESETS_HELP
+    from xpnet.cli import PRESETS_HELP, TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     for preset, (command, settings) in PRESETS.items():
