@@ -347,14 +347,14 @@ def _plot_dir(path: str | None) -> Path | None:
 
 
 def _split_validation(X, y, fraction: float, seed: int):
-    """Hold out ``fraction`` of (X, y) for validation, by a seeded shuffle on the host."""
-    import numpy as np
+    """Hold out ``fraction`` of (X, y) for validation, by a seeded shuffle on the host
+    (keyed ``[seed, 1]``: a different shuffle from the train/test split's)."""
+    from .data import _split
 
     if fraction == 0:
         return X, y, None
-    order = np.random.default_rng([seed, 1]).permutation(len(X))
-    n_val = max(1, int(round(len(X) * fraction)))
-    return X[order[n_val:]], y[order[n_val:]], (X[order[:n_val]], y[order[:n_val]])
+    d = _split(X, y, fraction, "validation", 0, [seed, 1])
+    return d.X_train, d.y_train, (d.X_test, d.y_test)
 
 
 def _progress(cfg: TrainConfig, n_test: int):

@@ -96,9 +96,13 @@ def load_mnist(n_train: int = 8000) -> Dataset:
     return Dataset(X[:n_train], labels[:n_train], X[n_train:], labels[n_train:], "mnist", 10)
 
 
-def _split(X: np.ndarray, y: np.ndarray, test_fraction: float, name: str, n_classes: int, seed: int) -> Dataset:
+def _split(X: np.ndarray, y: np.ndarray, test_fraction: float, name: str, n_classes: int, seed) -> Dataset:
+    """A seeded shuffle holding out ``test_fraction`` of the rows (at least one on each side
+    when ``0 < test_fraction`` and there are 2+ rows); ``seed`` is anything default_rng takes."""
     order = np.random.default_rng(seed).permutation(len(X))
     n_test = int(round(len(X) * test_fraction))
+    if test_fraction > 0 and len(X) >= 2:
+        n_test = min(max(n_test, 1), len(X) - 1)
     test, train = order[:n_test], order[n_test:]
     return Dataset(X[train], y[train], X[test], y[test], name, n_classes)
 

@@ -258,7 +258,7 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
             # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
             Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
             Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
-            Lb = None if labels is None else xp.take(labels, idx, axis=0)
+            Lb = None if labels is None else nx.take(labels, idx, axis=0, out=buf("L", (rows,), labels.dtype), mode="clip")
         acts, Z, A = model._forward(Xb, buf)
         loss, grads = model._backward(acts, Z, A, Yb, buf)
         losses.append(loss)
@@ -423,7 +423,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             bad = np.flatnonzero(~np.isfinite(step_losses))
             if bad.size:
                 raise TrainingDiverged(epoch + 1, int(bad[0]) + 1, "the loss", optimizer.current_lr)
-            if not all(bool(xp.all(xp.isfinite(p))) for p in model.params):
+            if not bool(xp.all(xp.stack([xp.all(xp.isfinite(p)) for p in model.params]))):  # one read
                 raise TrainingDiverged(epoch + 1, None, "a weight", optimizer.current_lr)
             if done < len(spans):  # interrupted: keep the position inside the epoch
                 position = _Position(epoch, done, step_losses, correct)
