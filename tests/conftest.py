@@ -5,14 +5,26 @@
 - ``strict-device1``: array-api-strict on ``Device("device1")``; combining an array
   from there with a host array raises, so passing tests prove that nothing mixes
   host and device arrays (what would break on a GPU), without a GPU.
-- ``cupy``: marked ``cuda``; skipped cleanly without CuPy or a visible GPU.
+- ``cupy``: marked ``cuda``; skipped cleanly without CuPy or a usable GPU, unless
+  ``XPNET_REQUIRE_GPU=1`` is set: then a missing or unusable GPU fails the test
+  (an error at setup, with the one-line reason), so ``XPNET_REQUIRE_GPU=1 pytest -m cuda``
+  on a GPU machine cannot pass by skipping everything.
+
+TF32 is off for the whole run: results are compared with the CPU's at float32
+tolerances, which TF32's 10-bit mantissa does not meet.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import xpnet
+from xpnet.backend import allow_tf32
+
+# Process-wide and before any CuPy matmul: also overrides a CUPY_TF32=1 in the environment.
+allow_tf32(False)
 
 BACKENDS = [
     pytest.param("numpy", id="numpy"),
@@ -22,12 +34,21 @@ BACKENDS = [
 ]
 
 
+def gpu_required() -> bool:
+    """Whether ``XPNET_REQUIRE_GPU`` asks for the GPU tests to fail rather than skip."""
+    return os.environ.get("XPNET_REQUIRE_GPU", "").strip() not in ("", "0")
+
+
 def _cupy_or_skip() -> xpnet.Backend:
-    pytest.importorskip("cupy", reason="CuPy is not installed")
     try:
-        return xpnet.get_backend(device="cuda")
+        backend = xpnet.get_backend(device="cuda")  # CuPy missing is a DeviceError too
     except xpnet.DeviceError as exc:
+        if gpu_required():
+            pytest.fail(f"XPNET_REQUIRE_GPU is set but the GPU is not usable: {exc}", pytrace=False)
         pytest.skip(f"no usable GPU: {exc}")
+    if backend.tf32:
+        pytest.fail("TF32 is on for float32 matmuls; the tests compare at float32 tolerances", pytrace=False)
+    return backend
 
 
 def make_backend(name: str) -> xpnet.Backend:

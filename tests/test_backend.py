@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import numpy as np
@@ -57,6 +58,26 @@ def test_model_moves_between_devices(backend):
     model.to("cpu")
     assert isinstance(model.params[0], np.ndarray)
     np.testing.assert_allclose(xpnet.to_numpy(model.forward(X)), ref, rtol=1e-6)
+
+
+def test_activate_makes_the_backend_device_current(backend):
+    with backend.activate():
+        x = backend.asarray(np.arange(3.0))
+        if backend.is_cupy:
+            import cupy
+
+            assert cupy.cuda.Device().id == backend.device.id
+    np.testing.assert_array_equal(xpnet.to_numpy(x), [0.0, 1.0, 2.0])
+    if backend.is_cupy:
+        import array_api_compat
+
+        assert array_api_compat.device(x) == backend.device
+    else:
+        assert isinstance(backend.activate(), contextlib.nullcontext)  # nothing to switch off the GPU
+
+
+def test_tf32_is_off_in_the_tests(backend):
+    assert backend.tf32 is False
 
 
 def test_backend_by_name_and_module(backend):
