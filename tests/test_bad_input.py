@@ -40,9 +40,16 @@ DATA_CASES = {
     "length mismatch": (X, LABELS[:5], r"y has 5 samples but X has 6"),
     "wrong target width": (X, np.zeros((6, 2)), r"y has shape \(6, 2\) but the network has 3 outputs"),
     "3-D y": (X, np.zeros((6, 3, 1)), r"y has shape \(6, 3, 1\): expected \(m,\) labels or \(m, 3\) targets"),
-    "string labels": (X, np.array(list("abcabc")), r"y has dtype <U1: expected numbers"),
     "nan in y": (X, np.array([0, 1, np.nan, 1, 0, 2]), r"y contains NaN"),
     "one-hot outside [0, 1]": (X, np.full((6, 3), 2.0), r"y has values outside \[0, 1\]"),
+}
+
+
+# fit learns the class list from y (integer labels outside 0..k-1 name classes), so where the
+# labels cannot be k classes it says how many it found; evaluate on an unfitted model has no list.
+FIT_MESSAGES = {
+    "label out of range": r"y holds 4 classes \[0, 1, 2, 3\] but the network has 3 outputs: build it with sizes\[-1\]=4",
+    "negative label": r"y holds 4 classes \[-1, 0, 1, 2\] but the network has 3 outputs",
 }
 
 
@@ -50,8 +57,9 @@ DATA_CASES = {
 def test_fit_evaluate_and_loss_refuse_bad_data(backend, case):
     bad_X, bad_y, message = DATA_CASES[case]
     model = xpnet.MLP([3, 4, 3], backend=backend)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=FIT_MESSAGES.get(case, message)):
         xpnet.fit(model, bad_X, bad_y, epochs=1, verbose=False)
+    assert model.classes is None  # nothing learned from refused data
     with pytest.raises(ValueError, match=message):
         model.evaluate(bad_X, bad_y)
     with pytest.raises(ValueError, match=message):
@@ -147,16 +155,15 @@ CLI_CASES = {
     "inf in csv": ({"d.csv": "1,2,0\ninf,2,1\n3,4,0\n"}, ["--data", "d.csv"], "X contains 1 NaN or infinite"),
     "wrong feature count": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y)}, ["--data", "d.npz", "--layers", "3,8,2"],
                             "--layers starts with 3 but d.npz has 2 features: use --layers 2,8,2"),
-    "label out of range for layers": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y * 4)}, ["--data", "d.npz", "--layers", "2,8,2"],
-                                      "--layers ends with 2 but d.npz needs 5 output(s)"),
-    "negative label": ({"d.csv": "1,2,0\n2,2,-1\n3,4,1\n4,4,1\n"}, ["--data", "d.csv"], "y has labels in [-1, 1]"),
+    "outputs for labels 0 and 4": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y * 4)}, ["--data", "d.npz", "--layers", "2,8,5"],
+                                   "--layers ends with 5 but d.npz needs 2 output(s)"),
+    "a single class": ({"d.csv": "1,2,5\n2,2,5\n3,4,5\n4,4,5\n"}, ["--data", "d.csv"], "the labels hold 1 class(es)"),
     "non-integer label": ({"d.csv": "1,2,0\n2,2,0.5\n3,4,1\n4,4,1\n"}, ["--data", "d.csv"], "labels hold 0 class(es)"),
     "mismatched lengths": ({"d.npz": _npz(X=_MOONS_X, y=_MOONS_Y[:30])}, ["--data", "d.npz"],
                            "y has shape (30,) for 40 rows: expected (40,)"),
     "empty data": ({"d.npz": _npz(X=np.zeros((0, 2)), y=np.zeros(0, int))}, ["--data", "d.npz"], "has 0 row(s)"),
     "strings": ({"d.csv": "1,2,0\nabc,2,1\n"}, ["--data", "d.csv"], "line 2: 'abc,2,1' is not comma-separated numbers"),
     "bools": ({"d.npz": _npz(X=_MOONS_X > 0, y=_MOONS_Y)}, ["--data", "d.npz"], "X has dtype bool: expected numbers"),
-    "3-D X": ({"d.npz": _npz(X=np.zeros((40, 2, 2)), y=_MOONS_Y)}, ["--data", "d.npz"], "X has shape (32, 2, 2)"),
     "no labels": ({"d.npz": _npz(X=_MOONS_X)}, ["--data", "d.npz"], "has no labels"),
     "wrong --layers syntax": ({}, ["--layers", "784;128;10"], "--layers: '784;128;10' is not a comma-separated list"),
     "zero epochs": ({}, ["--epochs", "0"], "--epochs: '0' must be > 0"),
@@ -172,7 +179,22 @@ CLI_CASES = {
     "unwritable save location": ({"file": "x"}, ["--save", "file/model.npz"], "directory 'file' does not exist"),
     "resume from a missing checkpoint": ({}, ["--resume", "ck.npz"], "--resume 'ck.npz' is not a file"),
     "resume from garbage": ({"ck.npz": "garbage"}, ["--resume", "ck.npz"], "is not a readable .npz file"),
-    "resume from a model file": ({}, ["--resume", "model.npz"], "is not an xpnet checkpoint"),
+    "resume from a model file": ({}, ["--resume", "model.npz", "--save", "out.npz"], "is not an xpnet checkpoint"),
+    # outputs onto inputs, however spelled: refused before any work, the input untouched
+    "save onto the data": ({"d.csv": "1,2,0\n2,2,1\n3,4,0\n4,4,1\n"}, ["--data", "d.csv", "--save", "./d.csv"],
+                           "--save './d.csv' is the same file as --data 'd.csv'"),
+    "save onto the checkpoint": ({}, ["--checkpoint", "model.npz"], "--save 'model.npz' is the same file as --checkpoint"),
+    "save through a symlink": ({"link.npz": None}, ["--resume", "link.npz", "--save", "model.npz"],
+                               "--save 'model.npz' is the same file as --resume 'link.npz'"),
+    "save onto init-from": ({}, ["--init-from", "model.npz"], "--save 'model.npz' is the same file as --init-from"),
+    "plot file onto the data": ({"p/history.png": "1,2,0\n2,2,1\n"}, ["--data", "p/history.png", "--plot", "p"],
+                                "--plot 'p/history.png' is the same file as --data 'p/history.png'"),
+    "plot dir not writable": ({}, ["--plot", "/proc/self"], "--plot '/proc/self' is not a writable directory"),
+    "allow-changes without resume": ({}, ["--allow-changes"], "--allow-changes applies only with --resume"),
+    "init-from with other layers": ({}, ["--init-from", "model.npz", "--layers", "784,32,10", "--save", "o.npz"],
+                                    "--layers 784,32,10 differs from the layers 784,16,10 of --init-from 'model.npz'"),
+    "init-from with --scale": ({}, ["--init-from", "model.npz", "--scale", "standard", "--save", "o.npz"],
+                               "--scale does not apply with --init-from"),
 }
 
 
@@ -187,7 +209,10 @@ def test_cli_refuses_bad_input_in_one_line_and_touches_nothing(backend, case, tm
     for name, content in files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        if content is None:  # a symlink to the good file
+            path.symlink_to(tmp_path / "model.npz")
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
     if "--save" not in argv:
         argv = [*argv, "--save", "model.npz"]
     try:

@@ -109,7 +109,9 @@ def test_evaluate_and_predict(device, tmp_path, capsys):
         target = tmp_path / out_name
         assert run(["predict", "--model", str(model_path), "--data", str(tmp_path / "x.npz"), "--proba",
                     "--out", str(target), "--device", device]) == 0
-        proba = np.load(target) if out_name.endswith(".npy") else np.loadtxt(target, delimiter=",")
+        if out_name.endswith(".csv"):  # a header row names each column by its class
+            assert target.read_text().splitlines()[0] == "0,1,2,3,4,5,6,7,8,9"
+        proba = np.load(target) if out_name.endswith(".npy") else np.loadtxt(target, delimiter=",", skiprows=1)
         assert proba.shape == (5, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
 
 
@@ -172,7 +174,7 @@ def test_file_errors_in_evaluate_and_predict(device, tmp_path, capsys):
     wide = str(tmp_path / "wide.npz")
     np.savez(wide, X=np.zeros((3, 5)))
     cases = [
-        (["evaluate", "--model", str(model_path)], "the model takes 2 features but mnist has 784"),
+        (["evaluate", "--model", str(model_path), "--dataset", "mnist"], "the model takes 2 features but mnist has 784"),
         (["predict", "--model", str(model_path), "--data", wide], "has shape (3, 5): the model expects (m, 2)"),
         (["predict", "--model", str(model_path), "--data", wide, "--out", "p.txt"], "--out 'p.txt': expected a .csv or .npy"),
         (["evaluate", "--model", str(tmp_path / "wide.npz")], "has no metadata"),

@@ -8,40 +8,41 @@ GPU) and any array-API library through array-api-compat.
     >>> model = xpnet.MLP([784, 128, 64, 10], device="cpu")
     >>> history = xpnet.fit(model, data.X_train, data.y_train, xpnet.Adam(1e-3), epochs=5)
     >>> model.evaluate(data.X_test, data.y_test)["accuracy"]  # doctest: +SKIP
+
+The public names are imported on first use (PEP 562), so ``import xpnet`` itself is
+instant: the command line can catch a Ctrl-C during start-up, and importing one
+module does not import them all.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .backend import Backend, DeviceError, get_backend, to_numpy
-from .data import Dataset, load_mnist, load_moons, make_moons, make_xor, read_idx
-from .io import load
-from .model import MLP
-from .optim import SGD, Adam, Constant, Cosine, StepDecay
-from .train import Callback, EarlyStopping, History, OutOfMemory, TrainingDiverged, TrainingInterrupted, fit
+_EXPORTS = {  # public name -> the module that defines it
+    "Backend": "backend", "DeviceError": "backend", "get_backend": "backend", "to_numpy": "backend",
+    "Dataset": "data", "load_mnist": "data", "load_moons": "data", "make_moons": "data", "make_xor": "data",
+    "read_idx": "data",
+    "load": "io",
+    "MLP": "model",
+    "SGD": "optim", "Adam": "optim", "Constant": "optim", "Cosine": "optim", "StepDecay": "optim",
+    "Scaler": "preprocess", "fit_scaler": "preprocess",
+    "Callback": "train", "EarlyStopping": "train", "History": "train", "OutOfMemory": "train",
+    "TrainingDiverged": "train", "TrainingInterrupted": "train", "fit": "train",
+}
 
-__all__ = [
-    "Adam",
-    "Backend",
-    "Callback",
-    "Constant",
-    "Cosine",
-    "Dataset",
-    "DeviceError",
-    "EarlyStopping",
-    "History",
-    "MLP",
-    "OutOfMemory",
-    "SGD",
-    "StepDecay",
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "fit",
-    "get_backend",
-    "load",
-    "load_mnist",
-    "load_moons",
-    "make_moons",
-    "make_xor",
-    "read_idx",
-    "to_numpy",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

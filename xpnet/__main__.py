@@ -1,5 +1,5 @@
 """``python -m xpnet``: the same as the ``xpnet`` command."""
 
-from .cli import run
+from ._launch import run
 
 run()

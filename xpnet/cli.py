@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .data import DATASETS
 from .io import check_writable
 from .losses import LOSSES
 from .model import DTYPES, INITS
+from .preprocess import SCALE_CHOICES
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -39,6 +41,7 @@ class TrainConfig:
     dataset: str = "mnist"  # see xpnet.data.DATASETS
     data: str | None = None  # user file (.npz with X, y / .csv); overrides --dataset
     label_column: int = -1  # for .csv files
+    scale: str | None = None  # auto | none | standard | minmax; None: auto for --data, none for built-in sets
     data_dir: str | None = None  # download cache for mnist-full
     mirror: str | None = None  # base URL for mnist-full
     layers: tuple[int, ...] | None = None  # None: n_features,128,64,n_outputs
@@ -63,6 +66,8 @@ class TrainConfig:
     checkpoint: str | None = None  # written atomically every --checkpoint-every epochs and on SIGINT/SIGTERM
     checkpoint_every: int = 1
     resume: str | None = None  # continue from this checkpoint
+    allow_changes: bool = False  # let --resume apply other optimizer settings (recorded in the history)
+    init_from: str | None = None  # start from this saved model's weights (fine-tuning)
     early_stopping: int | None = None  # patience in epochs, on validation loss (needs --val-fraction)
     plot: str | None = None  # directory for PNG figures
     json: bool = False
@@ -185,6 +190,10 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=_number(float, 0, 1),
                    help=f"held-out share for generated data and --data (default: {d.test_fraction})")
     p.add_argument("--dtype", choices=DTYPES, help=f"(default: {d.dtype})")
+    p.add_argument("--scale", choices=SCALE_CHOICES,
+                   help="input scaling fitted on the training rows and saved with the model: auto leaves data in "
+                        "[-1, 1] as it is and standardizes anything else (default: auto for --data, none for "
+                        "built-in data sets)")
     p.add_argument("--plot", metavar="DIR", help="write PNG figures here (needs the plot extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -210,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a checkpoint here every --checkpoint-every epochs and when interrupted (SIGINT/SIGTERM)")
     t.add_argument("--checkpoint-every", type=_number(int, 0), metavar="N", help="epochs between checkpoints (default: 1)")
     t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same arguments otherwise)")
+    t.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: apply a changed --lr, --momentum, --schedule or --weight-decay (refused "
+                        "otherwise) and record the change in the history")
+    t.add_argument("--init-from", metavar="PATH",
+                   help="start from the weights, classes and input scaling of a saved model or checkpoint "
+                        "(fine-tuning); the architecture comes from the file")
     t.add_argument("--early-stopping", type=_number(int, 0), metavar="PATIENCE",
                    help="stop when validation loss has not improved for PATIENCE epochs and keep the best weights "
                         "(holds out --val-fraction, 0.1 if unset)")
@@ -223,18 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=cmd_sweep)
 
     e = sub.add_parser("evaluate", argument_default=sup, help="loss, accuracy, per-class accuracy, confusion matrix",
-                       description="Evaluate a saved model on a data set's test split or on a file.")
-    e.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save")
+                       description="Evaluate a saved model (or checkpoint) on every row of a file (--data), or on a "
+                                   "data set's test split (--dataset). --split test|train re-derives the training "
+                                   "run's own split from the seed, fraction and data identity in the model file.")
+    e.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     _add_data_flags(e)
-    e.add_argument("--test-fraction", type=_number(float, 0, 1), help="test share of generated data (default: 0.2)")
+    e.add_argument("--split", choices=("all", "test", "train"),
+                   help="rows to score (default: all rows of --data; the test split of --dataset)")
+    e.add_argument("--test-fraction", type=_number(float, 0, 1),
+                   help="test share of generated data (default: the model's training run's, else 0.2)")
     e.add_argument("--plot", metavar="DIR", help="write the confusion matrix as PNG here")
     e.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
     e.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", argument_default=sup, help="predict labels (or probabilities) for a file",
                        description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
-    p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save")
+    p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     p.add_argument("--data", required=True, metavar="FILE", help=".npz with array X, or .csv of features")
     p.add_argument("--label-column", type=int, metavar="N", help="column to drop from a .csv with one extra column (default: -1)")
     p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")
@@ -281,26 +301,68 @@ def _make_optimizer(cfg: TrainConfig):
                weight_decay=cfg.weight_decay, schedule=cfg.schedule)
 
 
-def _load_data(dataset: str, data: str | None, label_column: int, seed: int, test_fraction: float,
-               data_dir: str | None, mirror: str | None):
-    """A :class:`~xpnet.data.Dataset` from ``--data`` (split by ``test_fraction``) or ``--dataset``."""
+def _read_labelled_file(path: str, label_column: int):
+    """``(X, y)`` of a user file, with the labels the CLI needs: one per row."""
+    from .data import load_file
+
+    X, y = load_file(path, label_column)
+    if y is None:
+        raise UsageError(f"--data {path!r} has no labels: expected an array 'y' (or a label column in a .csv)")
+    if y.ndim != 1 or len(y) != len(X):
+        raise UsageError(f"--data {path!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},)")
+    return X, y
+
+
+def _file_identity(path: str) -> dict:
+    """What identifies a data file: its name, size and SHA-256 (read in 1 MiB blocks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _classes_of(y):
+    """The sorted distinct class labels of a label vector, or None for real-valued targets."""
     import numpy as np
 
-    from .data import Dataset, _split, load_dataset, load_file
+    if y.dtype.kind in "iub":
+        return np.unique(y).astype(np.int64)
+    if y.dtype.kind in "UO":
+        return np.unique(y.astype(str))
+    return None
+
+
+def _load_data(dataset: str, data: str | None, label_column: int, seed: int, test_fraction: float,
+               data_dir: str | None, mirror: str | None):
+    """``(Dataset, classes, record)`` from ``--data`` (split by ``test_fraction``) or ``--dataset``.
+
+    ``classes`` are the distinct labels of the whole file (``0..k-1`` for built-in sets;
+    ``None`` for real-valued targets); ``record`` identifies the data and its split for the
+    model file, so that ``evaluate --split test`` can find the same rows again.
+    """
+    import numpy as np
+
+    from .data import Dataset, _split, load_dataset
 
     if data is None:
-        return load_dataset(dataset, seed, test_fraction, data_dir, mirror)
-    X, y = load_file(data, label_column)
-    if y is None:
-        raise UsageError(f"--data {data!r} has no labels: expected an array 'y' (or a label column in a .csv)")
-    if y.ndim != 1 or len(y) != len(X):
-        raise UsageError(f"--data {data!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},)")
+        d = load_dataset(dataset, seed, test_fraction, data_dir, mirror)
+        record = {"source": "dataset", "name": dataset, "seed": seed, "test_fraction": test_fraction}
+        return d, np.arange(d.n_classes, dtype=np.int64), record
+    from .validate import check_features
+
+    X, y = _read_labelled_file(data, label_column)
     if len(X) < 2:
         raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
-    n_classes = int(np.max(y)) + 1 if y.dtype.kind in "iu" and len(y) else 0
+    check_features(X, X.shape[1] if X.ndim == 2 else 0)  # every row, test rows too, before any work
+    classes = _classes_of(y)
     name = Path(data).name
-    split = _split(X, y, test_fraction, name, n_classes, seed)
-    return Dataset(*split[:4], name, n_classes)
+    split = _split(X, y, test_fraction, name, 0, seed)
+    record = {"source": "file", **_file_identity(data), "label_column": label_column, "seed": seed,
+              "test_fraction": test_fraction}
+    return Dataset(*split[:4], name, 0 if classes is None else len(classes)), classes, record
 
 
 def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
@@ -336,14 +398,63 @@ def _plot_dir(path: str | None) -> Path | None:
     from .plot import _pyplot
 
     _pyplot()  # ValueError with the install hint when matplotlib is missing
+    import tempfile
+
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"--plot {path!r} is a file: expected a directory")
     try:
         p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xpnet-probe.", dir=p)  # permissions, read-only mounts, quotas
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"--plot {path!r} cannot be created ({exc.strerror})") from None
+        raise UsageError(f"--plot {path!r} is not a writable directory ({exc.strerror or exc})") from None
     return p
+
+
+# Every figure a command may write into --plot DIR, by command.
+PLOT_FILES = {
+    "train": ("history.png", "decision_boundary.png", "confusion.png", "misclassified.png"),
+    "sweep": ("sweep_boundaries.png", "sweep_accuracy.png"),
+    "evaluate": ("confusion.png",),
+}
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file, however spelled: symlinks resolved, and inode and
+    device compared where both exist (hard links, bind mounts)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _check_paths(inputs, outputs, allowed=()) -> None:
+    """Refuse, before any work, an output that is the same file as an input or as another output.
+
+    ``inputs`` and ``outputs`` are ``(flag, path or None)`` pairs; ``allowed`` lists
+    (output flag, input flag) pairs that may coincide: ``--checkpoint`` continuing the
+    ``--resume`` file it was read from.
+    """
+    outs = [(flag, path) for flag, path in outputs if path]
+    ins = [(flag, path) for flag, path in inputs if path]
+    for i, (flag, path) in enumerate(outs):
+        for other, other_path in ins:
+            if (flag, other) not in allowed and _same_file(path, other_path):
+                raise UsageError(f"{flag} {path!r} is the same file as {other} {other_path!r}: writing it would "
+                                 "destroy the input; choose another output path")
+        for other, other_path in outs[i + 1:]:
+            if _same_file(path, other_path):
+                raise UsageError(f"{flag} {path!r} is the same file as {other} {other_path!r}: "
+                                 "expected a different path for each output")
+
+
+def _plot_outputs(command: str, plot: str | None) -> list[tuple[str, str]]:
+    """The --plot files of ``command`` as outputs for :func:`_check_paths`."""
+    return [("--plot", str(Path(plot) / name)) for name in PLOT_FILES[command]] if plot else []
 
 
 def _split_validation(X, y, fraction: float, seed: int):
@@ -421,15 +532,29 @@ def _progress(cfg: TrainConfig, n_test: int):
     return Bars()
 
 
-def _train_one(cfg: TrainConfig, data, layers, quiet: bool = False):
-    """Build and fit one model; returns (model, history, seconds)."""
+def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None = None, quiet: bool = False,
+               start=None):
+    """Build (or take ``start``, a loaded model to fine-tune) and fit one model; returns
+    (model, history, seconds). ``classes`` and ``record`` go into the model file."""
     from .model import MLP
+    from .preprocess import fit_scaler
     from .train import EarlyStopping, fit
 
-    model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
-                device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     val_fraction = cfg.val_fraction or (0.1 if cfg.early_stopping else 0.0)
     X, y, val = _split_validation(data.X_train, data.y_train, val_fraction, cfg.seed)
+    if start is not None:
+        model = start
+    else:
+        kind = cfg.scale or ("auto" if cfg.data else "none")
+        scaler = fit_scaler(X, kind)  # on the rows trained on, not the validation or test rows
+        if scaler is not None and kind == "auto" and not (quiet or cfg.quiet):
+            print(f"xpnet: note: features span [{float(X.min()):g}, {float(X.max()):g}]: {scaler.describe()} "
+                  "on the training rows (--scale auto; --scale none keeps them as they are)", file=sys.stderr)
+        model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
+                    device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
+                    classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
+                    scale=scaler)
+    model.data_info = None if record is None else {**record, "val_fraction": val_fraction}
     if cfg.report == "nielsen":
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
     callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
@@ -440,42 +565,85 @@ def _train_one(cfg: TrainConfig, data, layers, quiet: bool = False):
     history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
                   validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
                   checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                  config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("resume",)}})
+                  allow_changes=cfg.allow_changes,
+                  config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                    if k not in ("resume", "allow_changes")}})
     return model, history, time.perf_counter() - t0
 
 
-def _class_report(model, X, y, n_classes: int):
-    """Host-side (predictions, confusion matrix, per-class accuracy) for a classifier."""
+def _class_report(model, X, y):
+    """Host-side (predicted output indices, confusion matrix, per-class accuracy, class names)."""
+    import numpy as np
+
     from .backend import to_numpy
     from .metrics import confusion_matrix, per_class_accuracy
 
-    pred = to_numpy(model.predict(X)).astype("int64")
-    labels = y.astype("int64") if y.ndim == 1 else y.argmax(axis=1)
-    cm = confusion_matrix(labels, pred, max(n_classes, model.sizes[-1], 2))
-    return pred, cm, per_class_accuracy(cm)
+    A = to_numpy(model.predict_proba(X))  # (m, k)
+    pred = A.argmax(axis=1) if A.shape[1] > 1 else (A[:, 0] >= 0.5).astype(np.int64)
+    truth = to_numpy(model.encode_labels(y)) if y.ndim == 1 else y.argmax(axis=1)
+    k = model.n_label_values
+    names = [str(c) for c in model.classes] if model.classes is not None else [str(j) for j in range(k)]
+    cm = confusion_matrix(truth.astype(np.int64), pred.astype(np.int64), k)
+    return pred, cm, per_class_accuracy(cm), names
+
+
+def _fine_tune_start(cfg: TrainConfig, explicit: set[str], data):
+    """The model named by --init-from, checked against the data and the flags given."""
+    from .io import load
+
+    if cfg.resume:
+        raise UsageError("--init-from and --resume both set the starting weights: use one of them")
+    model = load(cfg.init_from, device=cfg.device)
+    where = f"--init-from {cfg.init_from!r}"
+    if data.X_train.shape[1] != model.sizes[0]:
+        raise UsageError(f"{where} takes {model.sizes[0]} features but {data.name} has {data.X_train.shape[1]}")
+    if cfg.layers is not None and list(cfg.layers) != model.sizes:
+        raise UsageError(f"--layers {','.join(map(str, cfg.layers))} differs from the layers "
+                         f"{','.join(map(str, model.sizes))} of {where}: the architecture comes from the file")
+    for flag in ("activation", "output", "loss", "init", "dtype"):
+        if flag in explicit and getattr(cfg, flag) != getattr(model, flag):
+            raise UsageError(f"--{flag} {getattr(cfg, flag)} differs from the {flag} {getattr(model, flag)} of "
+                             f"{where}: the architecture comes from the file")
+    if "scale" in explicit:
+        raise UsageError(f"--scale does not apply with {where}: the model keeps the input scaling it was trained with")
+    return model
 
 
 # ------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _train_config(args, "train")
+    explicit = set(vars(args))
+    _check_paths([("--data", cfg.data), ("--resume", cfg.resume), ("--init-from", cfg.init_from)],
+                 [("--save", cfg.save), ("--checkpoint", cfg.checkpoint), *_plot_outputs("train", cfg.plot)],
+                 allowed={("--checkpoint", "--resume")})
     if cfg.save:
         check_writable(cfg.save, "--save")  # fail before training, not after
     if cfg.checkpoint:
         check_writable(cfg.checkpoint, "--checkpoint")
     if cfg.resume and not Path(cfg.resume).is_file():
         raise UsageError(f"--resume {cfg.resume!r} is not a file: expected a checkpoint written by --checkpoint")
+    if cfg.allow_changes and not cfg.resume:
+        raise UsageError("--allow-changes applies only with --resume")
     plot_dir = _plot_dir(cfg.plot)
-    data = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction, cfg.data_dir, cfg.mirror)
-    layers = _layers_for(cfg, data)
+    data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
+                                       cfg.data_dir, cfg.mirror)
+    start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
+    layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
     if not cfg.quiet and not cfg.json and cfg.report != "nielsen":
         print(f"xpnet: {data.name}, {len(data.X_train)} train / {len(data.X_test)} test, layers {list(layers)}, "
               f"{cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}", flush=True)
-    model, history, seconds = _train_one(cfg, data, layers)
+    model, history, seconds = _train_one(cfg, data, layers, classes, record, start=start)
     test = model.evaluate(data.X_test, data.y_test)
-    if plot_dir is not None:
-        _train_plots(model, history, data, plot_dir)
+    # The end of a run, most valuable first: the model, then the figures (optional; a failure
+    # there is reported after the results and never costs the model or the report).
     if cfg.save:
         model.save(cfg.save)  # atomic: the old file is replaced only now, whole
+    plot_error = None
+    if plot_dir is not None:
+        try:
+            _train_plots(model, history, data, plot_dir)
+        except (OSError, ValueError, RuntimeError) as exc:
+            plot_error = f"{type(exc).__name__}: {exc}"
     summary = {
         "dataset": data.name,
         "device": model.backend.label,
@@ -495,6 +663,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"test accuracy {acc}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         if cfg.save:
             print(f"saved model to {cfg.save}")
+    if plot_error is not None:
+        kept = f"the model is saved in {cfg.save} and " if cfg.save else ""
+        print(f"xpnet: error: the figures could not be written to {str(plot_dir)!r} ({plot_error}); "
+              f"{kept}the results above are complete", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -505,10 +678,11 @@ def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
     if data.X_train.shape[1] == 2:
         paths.append(plot.decision_boundary(model, data.X_test, data.y_test, plot_dir / "decision_boundary.png"))
     if model.is_classifier:
-        pred, cm, _ = _class_report(model, data.X_test, data.y_test, data.n_classes)
-        paths.append(plot.confusion(cm, plot_dir / "confusion.png"))
+        pred, cm, _, names = _class_report(model, data.X_test, data.y_test)
+        paths.append(plot.confusion(cm, plot_dir / "confusion.png", names))
         if data.X_train.shape[1] == 784:
-            paths.append(plot.misclassified_digits(data.X_test, data.y_test, pred, plot_dir / "misclassified.png"))
+            truth = model.encode_labels(data.y_test)
+            paths.append(plot.misclassified_digits(data.X_test, truth, pred, plot_dir / "misclassified.png"))
     return paths
 
 
@@ -518,14 +692,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = _train_config(args, "sweep")
     if cfg.layers is not None:
         raise UsageError("sweep takes --hidden, not --layers: each net has one hidden layer of each width")
+    _check_paths([("--data", cfg.data)], _plot_outputs("sweep", cfg.plot))
     plot_dir = _plot_dir(cfg.plot)
-    data = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction, cfg.data_dir, cfg.mirror)
+    data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
+                                       cfg.data_dir, cfg.mirror)
     rows, models = [], []
     if not cfg.json:
         print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
     for width in cfg.hidden:
         layers = _layers_for(cfg, data, hidden=(width,))
-        model, history, seconds = _train_one(cfg, data, layers, quiet=True)
+        model, history, seconds = _train_one(cfg, data, layers, classes, record, quiet=True)
         train, test = model.evaluate(data.X_train, data.y_train), model.evaluate(data.X_test, data.y_test)
         row = {"hidden": width, "train_accuracy": train.get("accuracy"), "test_accuracy": test.get("accuracy"),
                "test_loss": test["loss"], "seconds": seconds}
@@ -540,7 +716,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         if data.X_train.shape[1] == 2:
             titles = [f"{r['hidden']} hidden: {100 * (r['test_accuracy'] or 0):.1f}%" for r in rows]
-            path = plot.boundary_grid(models, titles, data.X_test, to_numpy(data.y_test), plot_dir / "sweep_boundaries.png")
+            path = plot.boundary_grid(models, titles, data.X_test, data.y_test, plot_dir / "sweep_boundaries.png")
         else:
             path = plot.accuracy_vs_width([r["hidden"] for r in rows], [r["train_accuracy"] or 0 for r in rows],
                                           [r["test_accuracy"] or 0 for r in rows], plot_dir / "sweep_accuracy.png")
@@ -557,50 +733,101 @@ def _saved_model(args: argparse.Namespace):
     return load(args.model, device=getattr(args, "device", "cpu"))
 
 
+def _evaluation_rows(args: argparse.Namespace, model):
+    """``(X, y, name, split)``: the rows ``evaluate`` scores.
+
+    A ``--data`` file is a held-out set: every row, unless ``--split test|train`` asks for
+    the training run's own split, re-derived from the seed and fraction in the model file
+    after checking that the file is the one it was trained on (SHA-256). A ``--dataset``
+    gives its test split, generated with the training run's seed and fraction when the
+    model file records that data set (explicit ``--seed``/``--test-fraction`` win).
+    """
+    import numpy as np
+
+    from .data import _split, load_dataset
+
+    record = model.data_info or {}
+    split = getattr(args, "split", None)
+    data = getattr(args, "data", None)
+    if data is not None:
+        label_column = getattr(args, "label_column", record.get("label_column", -1))
+        X, y = _read_labelled_file(data, label_column)
+        name = Path(data).name
+        if split in (None, "all"):
+            return X, y, name, "all"
+        if record.get("source") != "file":
+            raise UsageError(f"--split {split} re-derives the training run's split, but {args.model!r} records no "
+                             "training file (trained on a built-in data set, by the library, or by an older xpnet): "
+                             "leave out --split to score every row of a held-out file")
+        if _file_identity(data)["sha256"] != record.get("sha256"):
+            raise UsageError(f"--split {split}: --data {data!r} is not the file {args.model!r} was trained on "
+                             f"({record.get('file')!r}, SHA-256 {str(record.get('sha256'))[:12]}...)")
+        d = _split(X, y, record["test_fraction"], name, 0, record["seed"])
+        return (d.X_test, d.y_test, name, "test") if split == "test" else (d.X_train, d.y_train, name, "train")
+    dataset = getattr(args, "dataset", None)
+    if dataset is None:
+        if record.get("source") == "file":
+            raise UsageError(f"{args.model!r} was trained on the file {record.get('file')!r}: pass --data FILE to "
+                             f"score every row of a held-out file, or --data {record.get('file')} --split test")
+        dataset = record.get("name", "mnist") if record.get("source") == "dataset" else "mnist"
+    same = record.get("source") == "dataset" and record.get("name") == dataset
+    seed = getattr(args, "seed", record.get("seed", 0) if same else 0)
+    fraction = getattr(args, "test_fraction", record.get("test_fraction", 0.2) if same else 0.2)
+    d = load_dataset(dataset, seed, fraction, getattr(args, "data_dir", None), getattr(args, "mirror", None))
+    split = split or "test"
+    if split == "test":
+        return d.X_test, d.y_test, d.name, split
+    if split == "train":
+        return d.X_train, d.y_train, d.name, split
+    return np.concatenate([d.X_train, d.X_test]), np.concatenate([d.y_train, d.y_test]), d.name, split
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .metrics import format_confusion
 
+    _check_paths([("--model", args.model), ("--data", getattr(args, "data", None))],
+                 _plot_outputs("evaluate", getattr(args, "plot", None)))
     model = _saved_model(args)
     plot_dir = _plot_dir(getattr(args, "plot", None))
-    d = TrainConfig()
-    data = _load_data(getattr(args, "dataset", d.dataset), getattr(args, "data", None),
-                      getattr(args, "label_column", d.label_column), getattr(args, "seed", d.seed),
-                      getattr(args, "test_fraction", d.test_fraction), getattr(args, "data_dir", None),
-                      getattr(args, "mirror", None))
-    X, y = data.X_test, data.y_test
+    X, y, name, split = _evaluation_rows(args, model)
     if X.shape[1] != model.sizes[0]:
-        raise UsageError(f"the model takes {model.sizes[0]} features but {data.name} has {X.shape[1]}")
+        raise UsageError(f"the model takes {model.sizes[0]} features but {name} has {X.shape[1]}")
     t0 = time.perf_counter()
     scores = model.evaluate(X, y)
     seconds = time.perf_counter() - t0
-    result = {"dataset": data.name, "device": model.backend.label, "layers": model.sizes, "samples": len(X),
-              "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
+    result = {"dataset": name, "split": split, "device": model.backend.label, "layers": model.sizes,
+              "samples": len(X), "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
               "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None}
     cm = None
     if "accuracy" in scores:
-        _, cm, per_class = _class_report(model, X, y, data.n_classes)
+        _, cm, per_class, names = _class_report(model, X, y)
+        result["classes"] = model.classes.tolist() if model.classes is not None else list(range(len(names)))
         result["per_class_accuracy"] = [None if np.isnan(a) else float(a) for a in per_class]
         result["confusion_matrix"] = cm.tolist()
         if plot_dir is not None:
             from . import plot
 
-            plot.confusion(cm, plot_dir / "confusion.png")
+            plot.confusion(cm, plot_dir / "confusion.png", names)
     if getattr(args, "json", False):
         print(json.dumps(result))
         return 0
-    print(f"{data.name}: {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
+    rows = "every row" if split == "all" else f"the {split} split"
+    print(f"{name} ({rows}): {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
     print(f"loss {scores['loss']:.4f}")
     if cm is not None:
         print(f"accuracy {100 * scores['accuracy']:.2f}%")
         print("per-class accuracy: " + "  ".join(
-            f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in enumerate(result["per_class_accuracy"])))
-        print(format_confusion(cm))
+            f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in zip(names, result["per_class_accuracy"])))
+        print(format_confusion(cm, names))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
     import numpy as np
 
     from .backend import to_numpy
@@ -608,6 +835,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .io import atomic_write
 
     out = getattr(args, "out", None)
+    _check_paths([("--model", args.model), ("--data", args.data)], [("--out", out)])
     if out is not None:
         if Path(out).suffix.lower() not in (".csv", ".npy"):
             raise UsageError(f"--out {out!r}: expected a .csv or .npy file name")
@@ -621,7 +849,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--data {args.data!r} has shape {X.shape}: the model expects (m, {n_in}) features")
     proba = getattr(args, "proba", False)
     result = to_numpy(model.predict_proba(X) if proba else model.predict(X))
+    header = None
+    if proba:  # columns named by class; one sigmoid unit is the probability of the second class
+        names = [str(c) for c in model.classes] if model.classes is not None else [str(j) for j in range(model.sizes[-1])]
+        line = io.StringIO()
+        csv.writer(line, lineterminator="").writerow(names[-1:] if model.sizes[-1] == 1 else names)
+        header = line.getvalue()
     if out is None:
+        if header is not None:
+            print(header)
         for row in result:
             if proba:
                 print(",".join(f"{v:.6g}" for v in row))
@@ -632,9 +868,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     with atomic_write(out) as f:
         if out.lower().endswith(".npy"):
-            np.save(f, result)
+            np.save(f, result)  # string labels are saved as a unicode array, readable without pickle
         else:
-            np.savetxt(f, result.reshape(len(result), -1), delimiter=",", fmt="%.6g" if proba else "%g")
+            fmt = "%.6g" if proba else ("%s" if result.dtype.kind == "U" else "%g")
+            np.savetxt(f, result.reshape(len(result), -1), delimiter=",", fmt=fmt, header=header or "", comments="")
     print(f"wrote {len(result)} predictions to {out}", file=sys.stderr)
     return 0
 
@@ -645,6 +882,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .io import atomic_write
 
     device = getattr(args, "device", "cpu")
+    _check_paths([], [("--json", getattr(args, "json", None)), ("--markdown", getattr(args, "markdown", None))])
     get_backend(device=device)  # a clear error now if the device is not usable
     for flag in ("json", "markdown"):
         if getattr(args, flag, None):
@@ -755,6 +993,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except TrainingInterrupted as exc:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the checkpoint is written: let nothing cut this line short
+            signal.signal(sig, signal.SIG_IGN)
         if exc.checkpoint:
             how = f"checkpoint written; resume with: {_resume_hint(argv, exc.checkpoint)}"
         else:
@@ -779,5 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Run with ``sys.argv`` and exit (the console script uses :func:`xpnet._launch.run`)."""
+    from ._launch import run as launch
+
+    launch()

@@ -1,8 +1,15 @@
 """Model files: one ``.npz`` of host NumPy arrays plus JSON metadata; no pickle.
 
-Layout: ``W1, b1, ..., WL, bL`` and ``metadata`` (the UTF-8 bytes of a JSON
-object, stored as a uint8 array so that ``np.load(..., allow_pickle=False)``
-reads it). Every write goes to a temporary file in the target's directory,
+Layout (format version 2): ``W1, b1, ..., WL, bL``; with an input scaler also
+``scale.shift`` and ``scale.factor`` (float64, ``(n_in,)``); and ``metadata``, the
+UTF-8 bytes of a JSON object stored as a uint8 array so that
+``np.load(..., allow_pickle=False)`` reads it. The metadata holds the architecture
+(``sizes, activation, output, loss, init, dtype, seed``), ``classes`` (the labels the
+outputs stand for, or null), ``scale`` (``"standard"``, ``"minmax"`` or null) and
+``data`` (what the model was trained on: data set or file with its SHA-256, seed,
+test fraction; or null). Version 1 files (no classes, scale or data) are still read.
+Checkpoints hold the same model arrays with a ``param.`` prefix and can be loaded
+as models too. Every write goes to a temporary file in the target's directory,
 is flushed and fsync'ed, then renamed over the target: a failed or interrupted
 write never leaves a half-written file where a good one was.
 """
@@ -24,7 +31,8 @@ from . import __version__
 from .backend import to_numpy
 
 FORMAT = "xpnet-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no classes, input scaling or data record
 
 
 @contextlib.contextmanager
@@ -106,17 +114,31 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, metadata
 
 
-def save_model(model, path) -> None:
-    """Save ``model`` (any backend) to ``path``; see the module docstring for the layout."""
+def _model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
+    """The model's host arrays by file name: weights, biases, and the input scaler if any."""
     arrays = {}
     for l in range(model.n_layers):
-        arrays[f"W{l + 1}"] = to_numpy(model.params[2 * l])
-        arrays[f"b{l + 1}"] = to_numpy(model.params[2 * l + 1])
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__, **model.config()}
-    save_arrays(path, arrays, metadata)
+        arrays[f"{prefix}W{l + 1}"] = to_numpy(model.params[2 * l])
+        arrays[f"{prefix}b{l + 1}"] = to_numpy(model.params[2 * l + 1])
+    if model.scaler is not None:
+        arrays["scale.shift"], arrays["scale.factor"] = model.scaler.shift, model.scaler.factor
+    return arrays
+
+
+def _model_metadata(model) -> dict:
+    """Architecture, classes, input scaling kind and data record (JSON-ready)."""
+    return {**model.config(), "scale": None if model.scaler is None else model.scaler.kind, "data": model.data_info}
+
+
+def save_model(model, path) -> None:
+    """Save ``model`` (any backend) to ``path``; see the module docstring for the layout."""
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
+                **_model_metadata(model)}
+    save_arrays(path, _model_arrays(model), metadata)
 
 
 MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
+OPTIONAL_KEYS = ("classes",)  # absent from version 1 files
 
 
 def _checked_config(meta: Any, where: str) -> dict:
@@ -129,6 +151,9 @@ def _checked_config(meta: Any, where: str) -> dict:
     if missing:
         raise ValueError(f"{where} metadata lacks {', '.join(missing)}")
     config = {k: meta[k] for k in MODEL_KEYS}
+    config.update({k: meta[k] for k in OPTIONAL_KEYS if meta.get(k) is not None})
+    if "classes" in config and not isinstance(config["classes"], list):
+        raise ValueError(f"{where} has invalid metadata: classes={config['classes']!r} is not a list")
     try:
         MLP.from_arrays([], backend="numpy", **dict(config))
     except (TypeError, ValueError) as exc:
@@ -155,29 +180,79 @@ def _checked_params(arrays: dict, config: dict, where: str, prefix: str = "") ->
     return out
 
 
-def load(path, device: Any = "cpu", backend: Any = None):
-    """Load a model saved by :meth:`MLP.save` onto any backend and device.
+def _checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
+    """The file's format version if this xpnet reads it; else a ValueError that says why."""
+    version = meta.get("format_version")
+    if meta.get("format") != fmt:
+        raise ValueError(f"{where} is not {what} (format={meta.get('format')!r}, format_version={version!r})")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise ValueError(f"{where} was written by a newer xpnet ({meta.get('xpnet_version', '?')}, format version "
+                         f"{version}); this xpnet {__version__} reads versions {READABLE_VERSIONS[0]} to "
+                         f"{FORMAT_VERSION}: upgrade xpnet")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{where} is not {what} of a known format version (format_version={version!r})")
+    return version
 
-    Raises:
-        ValueError: the file is missing, unreadable, not an xpnet model, or its
-            arrays do not match its metadata. Nothing in the file is executed.
-    """
+
+def _checked_scaler(arrays: dict, kind: Any, n_in: int, where: str):
+    """The input scaler stored in ``arrays`` (or None), checked against the metadata."""
+    from .preprocess import Scaler
+
+    present = [k for k in ("scale.shift", "scale.factor") if k in arrays]
+    if kind is None:
+        if present:
+            raise ValueError(f"{where} has arrays {present} but its metadata has no input scaling")
+        return None
+    if len(present) != 2:
+        raise ValueError(f"{where} metadata says scale={kind!r} but the arrays scale.shift and scale.factor are missing")
+    try:
+        scaler = Scaler(kind, arrays["scale.shift"], arrays["scale.factor"])
+    except ValueError as exc:
+        raise ValueError(f"{where} has an invalid input scaler: {exc}") from None
+    if scaler.n_features != n_in:
+        raise ValueError(f"{where} has an input scaler for {scaler.n_features} features but sizes[0]={n_in}")
+    return scaler
+
+
+def _model_from(arrays: dict, meta: dict, where: str, prefix: str, backend: Any, device: Any):
+    """Build the model stored in ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
     from .model import MLP
 
+    config = _checked_config(meta, where)
+    params = _checked_params(arrays, config, where, prefix)
+    scaler = _checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
+    data_info = meta.get("data")
+    if data_info is not None and not isinstance(data_info, dict):
+        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
+    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, data_info=data_info, **config)
+
+
+def load(path, device: Any = "cpu", backend: Any = None):
+    """Load a model saved by :meth:`MLP.save` (format version 1 or 2), or the model inside a
+    checkpoint written by :func:`~xpnet.fit`, onto any backend and device.
+
+    Raises:
+        ValueError: the file is missing, unreadable, not an xpnet model or checkpoint,
+            from a newer xpnet, or its arrays do not match its metadata. Nothing in the
+            file is executed.
+    """
     arrays, meta = load_arrays(path)
     where = f"path={str(path)!r}"
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{where} is not an xpnet model file of format version {FORMAT_VERSION} "
-            f"(format={meta.get('format')!r}, format_version={meta.get('format_version')!r})"
-        )
-    config = _checked_config(meta, where)
-    params = _checked_params(arrays, config, where)
-    expected = {f"{k}{l}" for l in range(1, len(config["sizes"])) for k in "Wb"}
+    if meta.get("format") == CHECKPOINT_FORMAT:
+        _checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
+        model_meta = meta.get("model")
+        if not isinstance(model_meta, dict):
+            raise ValueError(f"{where} has malformed metadata: no model description")
+        return _model_from(arrays, model_meta, where, "param.", backend, device)
+    _checked_version(meta, where, FORMAT, "an xpnet model file")
+    model = _model_from(arrays, meta, where, "", backend, device)
+    expected = {f"{k}{l}" for l in range(1, len(model.sizes)) for k in "Wb"}
+    if model.scaler is not None:
+        expected |= {"scale.shift", "scale.factor"}
     extra = sorted(set(arrays) - expected)
     if extra:
-        raise ValueError(f"{where} arrays do not match sizes={config['sizes']}: unexpected {extra}")
-    return MLP.from_arrays(params, backend=backend, device=device, **config)
+        raise ValueError(f"{where} arrays do not match sizes={model.sizes}: unexpected {extra}")
+    return model
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -205,10 +280,7 @@ def check_writable(path, name: str) -> None:
 def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, run: dict) -> None:
     """Write everything a resume needs, atomically: weights, optimizer state, history,
     callback state, the position (epoch, step inside it, partial sums) and the run's settings."""
-    arrays = {}
-    for l in range(model.n_layers):
-        arrays[f"param.W{l + 1}"] = to_numpy(model.params[2 * l])
-        arrays[f"param.b{l + 1}"] = to_numpy(model.params[2 * l + 1])
+    arrays = _model_arrays(model, "param.")
     opt_meta, opt_arrays = optimizer.state()
     for name, values in opt_arrays.items():
         for i, a in enumerate(values):
@@ -226,7 +298,7 @@ def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, 
         "format": CHECKPOINT_FORMAT,
         "format_version": FORMAT_VERSION,
         "xpnet_version": __version__,
-        "model": model.config(),
+        "model": _model_metadata(model),
         "run": run,
         "position": {"epoch": position["epoch"], "step": position["step"], "correct": position["correct"]},
         "history": history.to_dict(),
@@ -236,18 +308,20 @@ def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, 
     save_arrays(path, arrays, metadata)
 
 
-def load_checkpoint(path, model, optimizer, callbacks, run: dict):
+def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes: bool = False):
     """Restore a checkpoint into ``model``, ``optimizer`` (attached) and ``callbacks``.
 
     Returns ``(history, position)``. Raises ValueError for a damaged file or for one
-    written by a different architecture, data shape, batch size, seed or optimizer.
+    written by a different architecture, classes, input scaling, data shape, batch size,
+    seed or optimizer; and for other optimizer hyperparameters (learning rate, momentum,
+    schedule, weight decay, ...) unless ``allow_changes``, in which case the history
+    records each change (``history.changes``).
     """
     from .train import History, _Position
 
     arrays, meta = load_arrays(path)
     where = f"resume={str(path)!r}"
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{where} is not an xpnet checkpoint of format version {FORMAT_VERSION}")
+    _checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
     try:
         config = _checked_config(meta["model"], where)
         saved_run, position, opt_meta = dict(meta["run"]), dict(meta["position"]), dict(meta["optimizer"])
@@ -259,13 +333,22 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict):
             raise
         raise ValueError(f"{where} has malformed metadata ({type(exc).__name__}: {exc})") from None
     mine = model.config()
-    for key in ("sizes", "activation", "output", "loss", "dtype"):
-        if config[key] != mine[key]:
-            raise ValueError(f"{where} was written for {key}={config[key]!r}, but this run has {key}={mine[key]!r}")
+    for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
+        if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
+            raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
+    scaler = _checked_scaler(arrays, meta["model"].get("scale"), config["sizes"][0], where)
+    if scaler != model.scaler and not (scaler is None and model.scaler is None):
+        raise ValueError(f"{where} was written with another input scaling ({scaler or 'none'}) than this run's "
+                         f"({model.scaler or 'none'}): resume with the same data and --scale")
     for key in RESUME_KEYS:
         if saved_run.get(key) != run.get(key):
             raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
                              f"{key}={run.get(key)!r}: resume with the same data and settings")
+    changed = {k: [opt_meta.get(k), v] for k, v in optimizer.hyperparameters().items() if opt_meta.get(k) != v}
+    if changed and not allow_changes:
+        listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
+        raise ValueError(f"{where} was written with other optimizer settings: {listed}; resume with the same ones, "
+                         "or allow the change (--allow-changes; fit(..., allow_changes=True)), which the history records")
     if not (0 <= epoch <= run["epochs"]) or step < 0 or len(history.epoch) != epoch:
         raise ValueError(
             f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
@@ -287,4 +370,6 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict):
         k = int(entry["index"])
         if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
             callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
+    if changed:
+        history.changes.append({"epoch": epoch + 1, "step": step, "changed": changed})
     return history, _Position(epoch, step, losses if step else None, correct)

@@ -19,10 +19,13 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1), np.nan)
 
 
-def format_confusion(cm: np.ndarray) -> str:
-    """The matrix as aligned text, true classes down, predicted across."""
+def format_confusion(cm: np.ndarray, names=None) -> str:
+    """The matrix as aligned text, true classes down, predicted across; ``names`` label the classes."""
     k = cm.shape[0]
-    width = max(len(str(int(cm.max()))), len(str(k - 1)), 3)
-    head = "true\\pred " + " ".join(f"{j:>{width}}" for j in range(k))
-    rows = [f"{i:>9} " + " ".join(f"{int(v):>{width}}" for v in cm[i]) for i in range(k)]
+    names = [str(j) for j in range(k)] if names is None else [str(n) for n in names]
+    width = max(len(str(int(cm.max()))), *map(len, names), 3)
+    first = max(9, *map(len, names))
+    corner = "true\\pred"
+    head = f"{corner:>{first}} " + " ".join(f"{n:>{width}}" for n in names)
+    rows = [f"{names[i]:>{first}} " + " ".join(f"{int(v):>{width}}" for v in cm[i]) for i in range(k)]
     return "\n".join([head, *rows])

@@ -16,9 +16,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
+import numpy as np
+
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
 from .losses import DEFAULT_LOSS, LOSSES
+from .preprocess import SCALE_CHOICES, Scaler, fit_scaler
 from .validate import check_choice, check_features, check_targets
 
 INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at zero
@@ -38,6 +42,35 @@ def batch_spans(m: int, batch_size: int | None) -> list[tuple[int, int]]:
     """
     size = m if batch_size is None else min(batch_size, m)
     return [(s, min(s + size, m)) for s in range(0, m, size)]
+
+
+def _preview(values, limit: int = 6) -> str:
+    """``[3, 7]`` or ``[0, 1, 2, 3, 4, 5, ...] (12 in all)`` for messages."""
+    values = [v.item() if hasattr(v, "item") else v for v in values]
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}]" if len(values) <= limit else f"[{shown}, ...] ({len(values)} in all)"
+
+
+def check_classes(classes: Any, n_classes: int) -> np.ndarray:
+    """A class list as a 1-D host array of distinct integers or strings, ``n_classes`` long."""
+    arr = np.asarray(list(classes) if not isinstance(classes, np.ndarray) else classes)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "O" and arr.size and all(isinstance(v, str) for v in arr.tolist()):
+        arr = arr.astype(str)
+    if arr.ndim != 1 or arr.dtype.kind not in "iuU":
+        raise ValueError(f"classes={_preview(arr.ravel().tolist())} is not a class list: "
+                         "expected a 1-D list of integers or of strings")
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"classes={_preview(arr.tolist())} repeats a class: expected distinct classes")
+    if len(arr) != n_classes:
+        raise ValueError(f"classes={_preview(arr.tolist())} has {len(arr)} classes but the network predicts "
+                         f"{n_classes}: expected {n_classes} classes")
+    return arr
 
 
 def _check_sizes(sizes: Any) -> list[int]:
@@ -69,9 +102,23 @@ class MLP:
         dtype: ``float32`` or ``float64``.
         seed: the seed for the initial weights; the same seed gives the same
             weights on every backend.
+        classes: the class labels that the outputs stand for (integers or strings, like
+            scikit-learn's ``classes_``): output ``j`` is ``classes[j]``, and a single
+            sigmoid unit's 0/1 are ``classes[0]``/``classes[1]``. ``None``: :func:`~xpnet.fit`
+            infers it from ``y`` (integer labels that are all in ``0..k-1`` give
+            ``0..k-1``; any other labels give their sorted distinct values, which must
+            number ``k``). ``predict`` returns these labels; ``evaluate`` and ``fit`` take them.
+        scale: an input transform the model carries and applies to every ``X`` it is
+            given: ``None`` (off), a fitted :class:`~xpnet.Scaler`, or ``"standard"``,
+            ``"minmax"``, ``"auto"`` to be fitted by :func:`~xpnet.fit` on the training rows
+            (``auto`` leaves data already in ``[-1, 1]`` alone and standardizes the rest).
 
     Attributes:
         params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``.
+        classes: ``None`` or the host array of class labels.
+        scaler: ``None`` or the fitted :class:`~xpnet.Scaler`.
+        data_info: ``None`` or a JSON-ready record of the data the model was trained on
+            (the CLI stores the data set or file, seed and split here); saved with the model.
     """
 
     def __init__(
@@ -85,11 +132,15 @@ class MLP:
         device: Any = "cpu",
         dtype: str = "float32",
         seed: int = 0,
+        classes: Sequence | None = None,
+        scale: str | Scaler | None = None,
     ):
-        self._configure(sizes, activation, output, loss, init, dtype)
+        self._configure(sizes, activation, output, loss, init, dtype, classes)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
         self.seed = seed
+        self._set_scale(scale)
+        self.data_info: dict | None = None
         self.backend: Backend = get_backend(backend, device)
         rng = self.backend.random(seed)
         self.params = []
@@ -98,7 +149,7 @@ class MLP:
             b = self.xp.zeros((n_out,), dtype=self.backend.dtype(dtype), device=self.backend.device)
             self.params += [W, b]
 
-    def _configure(self, sizes, activation, output, loss, init, dtype) -> None:
+    def _configure(self, sizes, activation, output, loss, init, dtype, classes=None) -> None:
         self.sizes = _check_sizes(sizes)
         self.activation = check_choice(activation, "activation", HIDDEN)
         self.output = check_choice(output, "output", OUTPUTS)
@@ -118,6 +169,22 @@ class MLP:
             init = "he" if self.activation in ("relu", "leaky_relu") else "xavier"
         self.init = check_choice(init, "init", tuple(INITS))
         self.dtype = check_choice(dtype, "dtype", DTYPES)
+        if classes is not None and not self.takes_labels:
+            raise ValueError(f"classes={_preview(list(classes))} with a single identity output: a regressor has no classes")
+        self.classes = None if classes is None else check_classes(classes, self.n_label_values)
+
+    def _set_scale(self, scale) -> None:
+        """``scaler`` now (a Scaler or None), or a kind that :meth:`prepare` fits later."""
+        self._scale_to_fit = None
+        self.scaler: Scaler | None = None
+        if isinstance(scale, Scaler):
+            if scale.n_features != self.sizes[0]:
+                raise ValueError(f"scale has {scale.n_features} features but sizes[0]={self.sizes[0]}: "
+                                 "expected a Scaler fitted on data of the network's width")
+            self.scaler = scale
+        elif scale is not None:
+            self._scale_to_fit = check_choice(scale, "scale", SCALE_CHOICES + (None,))
+        self._device_cache: dict = {}
 
     # ------------------------------------------------------------------ basics
     @property
@@ -137,6 +204,16 @@ class MLP:
     def is_classifier(self) -> bool:
         return self.output != "identity"
 
+    @property
+    def takes_labels(self) -> bool:
+        """Whether ``y`` may be a vector of class labels (all but a single identity unit)."""
+        return not (self.sizes[-1] == 1 and self.output == "identity")
+
+    @property
+    def n_label_values(self) -> int:
+        """How many classes the outputs tell apart: ``sizes[-1]``, or 2 for a single unit."""
+        return max(self.sizes[-1], 2)
+
     def config(self) -> dict:
         """The constructor arguments that define this network (JSON-ready)."""
         return {
@@ -147,6 +224,7 @@ class MLP:
             "init": self.init,
             "dtype": self.dtype,
             "seed": self.seed,
+            "classes": None if self.classes is None else self.classes.tolist(),
         }
 
     def __repr__(self) -> str:
@@ -155,20 +233,139 @@ class MLP:
             f"loss={self.loss!r}, dtype={self.dtype!r}, backend={self.backend})"
         )
 
+    # ------------------------------------------------- classes and input scale
+    def prepare(self, X, y=None) -> None:
+        """Fit what the model learns from its training data before the first step.
+
+        Fits the input scaler if ``scale`` was given as a kind (``"standard"``, ...) and
+        not fitted yet, and infers :attr:`classes` from label vector ``y`` if it is
+        ``None``. Both are kept from then on (a second call changes nothing).
+        :func:`~xpnet.fit` calls this; call it yourself for a hand-written loop.
+        """
+        X = check_features(X, self.sizes[0])  # bad X is reported as such, before anything is learned from it
+        if self._scale_to_fit is not None:
+            self.scaler, self._scale_to_fit = fit_scaler(X, self._scale_to_fit), None
+            self._device_cache.clear()
+        if y is not None and self.classes is None and self.takes_labels:
+            self.classes = self._infer_classes(y, X.shape[0])
+            self._device_cache.clear()
+
+    def _infer_classes(self, y, m: int) -> np.ndarray | None:
+        """The class list for label vector ``y``; ``None`` for 2-D targets or non-labels
+        (and for a ``y`` of the wrong length, which the target check then reports)."""
+        from .validate import as_array
+
+        y = as_array(y, "y")
+        if y.ndim != 1 or y.shape[0] != m:
+            return None  # one-hot or probability targets: outputs are the classes 0..k-1
+        y = to_numpy(y)
+        k = self.n_label_values
+        if y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+            if y.size and y.min() >= 0 and y.max() < k:
+                return np.arange(k, dtype=np.int64)  # labels that are already output indices
+        elif y.dtype.kind not in "UO":
+            return None  # real-valued targets: check_targets says what is wrong
+        found = np.unique(y.astype(str) if y.dtype.kind == "O" else y)
+        if len(found) != k:
+            unit = "a single sigmoid unit, which tells 2 classes apart" if self.sizes[-1] == 1 else f"{k} outputs"
+            raise ValueError(f"y holds {len(found)} classes {_preview(found)} but the network has {unit}: "
+                             f"build it with sizes[-1]={len(found) if len(found) > 2 or self.sizes[-1] > 1 else 1} "
+                             "or pass classes=[...]")
+        return check_classes(found, k)
+
+    @property
+    def _identity_classes(self) -> bool:
+        """No class list, or the list ``0..k-1``: labels are output indices as they are."""
+        c = self.classes
+        return c is None or (c.dtype.kind == "i" and np.array_equal(c, np.arange(len(c))))
+
+    def encode_labels(self, y, name: str = "y"):
+        """Class labels ``(m,)`` to output indices ``0..k-1`` (int64), on the array's side.
+
+        Anything but a label vector (2-D targets, regression targets), and every ``y``
+        when the classes are ``0..k-1``, is returned as it is. A label not in
+        :attr:`classes` is a ValueError naming it.
+        """
+        from .validate import as_array
+
+        if self.classes is None and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "UO":
+            raise ValueError(f"{name} holds string labels {_preview(np.unique(y.astype(str)))} but the model has no "
+                             "class list: fit it on these labels first, or build it with classes=[...]")
+        if self._identity_classes or not self.takes_labels:
+            return y
+        y = as_array(y, name)
+        if y.ndim != 1:
+            return y
+        classes = self.classes
+        if not isinstance(y, np.ndarray) and array_api_compat.array_namespace(y) is not self.xp:
+            y = to_numpy(y)  # another library's array: look it up on the host
+        if isinstance(y, np.ndarray):
+            if y.dtype.kind == "O":
+                y = y.astype(str)
+            order = np.argsort(classes, kind="stable")
+            ordered = classes[order]
+            comparable = (y.dtype.kind in "U") == (ordered.dtype.kind == "U")
+            pos = np.clip(np.searchsorted(ordered, y), 0, len(ordered) - 1) if comparable and y.size else None
+            found = np.zeros(y.shape, bool) if pos is None else ordered[pos] == y
+            if not np.all(found):
+                raise ValueError(f"{name} has label(s) {_preview(np.unique(y[~found]))} that are not among the "
+                                 f"model's classes {_preview(classes)}")
+            return order[pos].astype(np.int64)
+        # a device array: numeric labels, looked up on the device
+        xp = self.xp
+        if classes.dtype.kind == "U" or not (xp.isdtype(y.dtype, "integral") or xp.isdtype(y.dtype, "real floating")):
+            raise ValueError(f"{name} is a {y.dtype} device array but the model's classes are "
+                             f"{_preview(classes)}: pass the labels as a NumPy array")
+        order = np.argsort(classes, kind="stable")
+        ordered = self.backend.asarray(classes[order].astype(np.float64))
+        yf = xp.astype(y, xp.float64)
+        pos = xp.clip(xp.searchsorted(ordered, yf), 0, len(classes) - 1)
+        if not bool(xp.all(xp.take(ordered, pos) == yf)):  # one read back
+            bad = to_numpy(y)[~np.isin(to_numpy(y), classes)]
+            raise ValueError(f"{name} has label(s) {_preview(np.unique(bad))} that are not among the "
+                             f"model's classes {_preview(classes)}")
+        return xp.take(self.backend.asarray(order.astype(np.int64)), pos)
+
+    def decode_labels(self, idx):
+        """Output indices ``(m,)`` to class labels: a device array for integer classes,
+        a host NumPy array of strings for string classes."""
+        if self._identity_classes:
+            return idx
+        if self.classes.dtype.kind == "U":
+            return self.classes[to_numpy(idx)]
+        table = self._device_cache.get("classes")
+        if table is None:
+            table = self._device_cache["classes"] = self.backend.asarray(self.classes)
+        return self.xp.take(table, idx)
+
+    def _scale_arrays(self):
+        """The scaler's shift and factor on the device in the model dtype, made once."""
+        pair = self._device_cache.get("scale")
+        if pair is None:
+            dtype = self.backend.dtype(self.dtype)
+            pair = self._device_cache["scale"] = (self.backend.asarray(self.scaler.shift, dtype),
+                                                  self.backend.asarray(self.scaler.factor, dtype))
+        return pair
+
     # --------------------------------------------------------- data to device
     def _features(self, X, name: str = "X"):
-        """Validate ``X`` and return it on the device in the model dtype, ``(m, n_in)``."""
+        """Validate ``X`` and return it on the device in the model dtype, scaled, ``(m, n_in)``."""
         X = check_features(X, self.sizes[0], name)
-        return self.backend.asarray(X, self.backend.dtype(self.dtype))
+        Xd = self.backend.asarray(X, self.backend.dtype(self.dtype))
+        if self.scaler is not None:
+            shift, factor = self._scale_arrays()
+            Xd = (Xd - shift) * factor  # new arrays: the caller's X is never changed
+        return Xd
 
     def _targets(self, y, m: int, name: str = "y"):
         """Validate ``y``; return ``(Y, labels)`` on the device.
 
         ``Y`` is ``(m, k)`` in the model dtype (one-hot for class labels); ``labels``
-        is ``(m,)`` int64 class labels for accuracy, or ``None`` for regression.
+        is ``(m,)`` int64 output indices for accuracy, or ``None`` for regression.
+        Class labels go through :attr:`classes` first.
         """
         xp, k = self.xp, self.sizes[-1]
-        y, is_labels = check_targets(y, m, k, self.output, name)
+        y, is_labels = check_targets(self.encode_labels(y, name), m, k, self.output, name)
         yd = self.backend.asarray(y)
         dtype = self.backend.dtype(self.dtype)
         if yd.ndim == 2:
@@ -255,20 +452,22 @@ class MLP:
         return xp.astype(A[:, 0] >= 0.5, xp.int64)
 
     def predict_proba(self, X):
-        """Class probabilities ``(m, n_out)`` (softmax or sigmoid outputs)."""
+        """Class probabilities ``(m, n_out)`` (softmax or sigmoid outputs); column ``j`` is
+        ``classes[j]`` (for one sigmoid unit, the probability of ``classes[1]``)."""
         if not self.is_classifier:
             raise ValueError("predict_proba needs output='softmax' or 'sigmoid'; this network's output is 'identity'")
         return self._outputs(self._features(X))
 
     def predict(self, X):
-        """Class labels ``(m,)``: argmax over outputs, or ``p >= 0.5`` for one sigmoid unit.
+        """Class labels ``(m,)``: argmax over outputs, or ``p >= 0.5`` for one sigmoid unit,
+        as the labels in :attr:`classes` (a host array when those are strings).
 
         A single identity unit is a regressor: its ``(m,)`` outputs are returned.
         """
         A = self._outputs(self._features(X))
         if A.shape[1] == 1 and self.output == "identity":
             return A[:, 0]
-        return self._labels_of(A)
+        return self.decode_labels(self._labels_of(A))
 
     def evaluate(self, X, y) -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``.
@@ -300,6 +499,7 @@ class MLP:
         target = get_backend(backend, device)
         self.params = [target.asarray(to_numpy(p)) for p in self.params]
         self.backend = target
+        self._device_cache.clear()
         return self
 
     def save(self, path) -> None:
@@ -309,12 +509,16 @@ class MLP:
         save_model(self, path)
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence, *, backend: Any = None, device: Any = "cpu", **config) -> MLP:
-        """Build a model from host arrays ``[W1, b1, ...]`` and :meth:`config` values."""
+    def from_arrays(cls, arrays: Sequence, *, backend: Any = None, device: Any = "cpu", scale: Scaler | None = None,
+                    data_info: dict | None = None, **config) -> MLP:
+        """Build a model from host arrays ``[W1, b1, ...]``, :meth:`config` values, and
+        optionally a fitted ``scale`` and a ``data_info`` record."""
         seed = config.pop("seed", 0)
         self = cls.__new__(cls)
         self._configure(**config)
         self.seed = seed
+        self._set_scale(scale)
+        self.data_info = data_info
         self.backend = get_backend(backend, device)
         dtype = self.backend.dtype(self.dtype)
         self.params = [self.backend.asarray(a, dtype) for a in arrays]

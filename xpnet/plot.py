@@ -67,11 +67,21 @@ def _grid(X: np.ndarray, steps: int = 200):
     return gx, gy, np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
 
 
+def _class_index(model, X: np.ndarray) -> np.ndarray:
+    """Predicted output index per row (a classifier), or the prediction itself (a regressor):
+    numbers to colour by, whatever the model's class labels are."""
+    if not model.is_classifier:
+        return to_numpy(model.predict(X))
+    A = to_numpy(model.predict_proba(X))
+    return A.argmax(axis=1) if A.shape[1] > 1 else (A[:, 0] >= 0.5).astype(np.int64)
+
+
 def _boundary(ax, model, X: np.ndarray, y: np.ndarray, title: str) -> None:
     gx, gy, points = _grid(X)
-    labels = to_numpy(model.predict(points)).reshape(gx.shape)
+    labels = _class_index(model, points).reshape(gx.shape)
     ax.contourf(gx, gy, labels, alpha=0.35, cmap="coolwarm")
-    ax.scatter(X[:, 0], X[:, 1], c=y, s=10, cmap="coolwarm", edgecolors="k", linewidths=0.2)
+    colours = to_numpy(model.encode_labels(y)) if y.ndim == 1 else y.argmax(axis=1)
+    ax.scatter(X[:, 0], X[:, 1], c=colours, s=10, cmap="coolwarm", edgecolors="k", linewidths=0.2)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -115,8 +125,8 @@ def accuracy_vs_width(widths: Sequence[int], train_acc: Sequence[float], test_ac
     return _save(fig, path)
 
 
-def confusion(cm: np.ndarray, path) -> Path:
-    """The confusion matrix as a heat map with counts (600 x 600 px)."""
+def confusion(cm: np.ndarray, path, names: Sequence[str] | None = None) -> Path:
+    """The confusion matrix as a heat map with counts (600 x 600 px); ``names`` label the classes."""
     plt = _pyplot()
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(6, 6))
@@ -126,6 +136,9 @@ def confusion(cm: np.ndarray, path) -> Path:
             ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix", xticks=range(k), yticks=range(k))
+    if names is not None:
+        ax.set_xticklabels(names, rotation=90 if max(map(len, names)) > 3 else 0)
+        ax.set_yticklabels(names)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -112,6 +112,8 @@ class History:
     samples_per_second: list[float] = field(default_factory=list)
     stopped_early: bool = False
     best_epoch: int | None = None  # set by EarlyStopping
+    # settings changed on a resume with allow_changes: {"epoch", "step", "changed": {name: [old, new]}}
+    changes: list[dict] = field(default_factory=list)
 
     def last(self) -> dict:
         """The last epoch's values as a dict (empty before the first epoch)."""
@@ -212,18 +214,22 @@ class EarlyStopping(Callback):
 class _StopOnSignal:
     """While active, SIGINT/SIGTERM set a flag instead of raising (main thread only).
 
-    The loop checks the flag between steps, so a step is never cut in half. A
-    second signal while stopping raises KeyboardInterrupt at once.
+    The loop checks the flag between steps, so a step is never cut in half. Further
+    signals while stopping are counted and otherwise deferred: an impatient second
+    Ctrl-C must not cut the checkpoint's write short (it would lose the run's state),
+    so the stop always ends with the checkpoint renamed into place and
+    :class:`TrainingInterrupted` naming it.
     """
 
     def __init__(self):
         self.signum: int | None = None
+        self.count = 0
         self._previous: dict = {}
 
     def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -300,6 +306,7 @@ def fit(
     checkpoint_every: int = 1,
     resume: str | None = None,
     config: dict | None = None,
+    allow_changes: bool = False,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -326,6 +333,9 @@ def fit(
             size, seed and optimizer type must match the checkpoint's; the result is
             then bit-identical on the CPU to a run that was never interrupted.
         config: extra JSON-ready settings recorded in checkpoints (the CLI's flags).
+        allow_changes: on ``resume``, apply optimizer settings (learning rate, momentum,
+            schedule, weight decay, ...) that differ from the checkpoint's and record them
+            in ``history.changes``; by default such a resume is refused, naming each one.
 
     Returns:
         The :class:`History` of the run (including the epochs before a resume).
@@ -354,7 +364,7 @@ def fit(
 
     try:
         return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-                    reuse_buffers, checkpoint, checkpoint_every, resume, config)
+                    reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes)
     except Exception as exc:
         if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
             raise
@@ -367,9 +377,10 @@ def fit(
 
 
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-         reuse_buffers, checkpoint, checkpoint_every, resume, config) -> History:
+         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes) -> History:
     """The body of :func:`fit`, after its arguments are checked."""
     backend, xp = model.backend, model.xp
+    model.prepare(X, y)  # the input scaler and the class list, if still to be learned from the data
     Xd = model._features(X)  # (m, n_in), on the device from here on
     m = Xd.shape[0]
     Yd, labels = model._targets(y, m)  # (m, k), (m,) or None
@@ -395,7 +406,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     if resume is not None:
         from .io import load_checkpoint
 
-        history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info)
+        history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info, allow_changes)
 
     def save(position: _Position) -> None:
         from .io import save_checkpoint
