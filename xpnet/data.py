@@ -15,14 +15,18 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import csv
 import gzip
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -196,23 +200,50 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, data_dir=
 
 
 # ------------------------------------------------------------------ user files
-def load_file(path, label_column: int = -1) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or ``.csv`` with the label in
-    ``label_column`` (default the last; a header row is skipped).
+def load_file(path, label_column: int | str | None = -1, delimiter: str | None = None,
+              notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or a ``.csv`` with one label column.
 
-    Returns ``(X, y)`` with ``X`` float ``(m, n)``; ``y`` is ``None`` for an ``.npz`` without ``y``
-    or when ``label_column`` is ``None``. Class labels that are whole numbers come back as int64.
+    Args:
+        path: a ``.npz`` or ``.csv`` file.
+        label_column: for a ``.csv``, the label's column: an int index (negative counts from the
+            end; default -1, the last) or a header name (str); ``None`` reads every column as a
+            feature and returns ``y = None``. An unnamed leading index column is dropped first,
+            so indices count the remaining columns.
+        delimiter: for a ``.csv``, ``None`` detects ``,`` ``;`` tab or runs of spaces from the
+            first lines; or one character (``" "`` for runs of whitespace). With ``;`` a decimal
+            comma (``1,5``) is read as ``1.5``.
+        notes: when a list, one short sentence is appended for each thing done without being
+            asked (BOM removed, header found, index column dropped, delimiter detected, X
+            flattened, one-hot y turned into labels); the library never prints.
+
+    Returns:
+        ``(X, y)``: ``X`` is ``(m, n)``, float64 from a ``.csv``, as stored in an ``.npz`` (images
+        ``(m, a, b, ...)`` flattened to ``(m, a*b*...)``). ``y`` is ``(m,)``: int64 when every
+        label is a whole number, float64 for real-valued targets, a str array when a ``.csv``'s
+        labels are text, the class index of a one-hot ``(m, k)`` ``y`` in an ``.npz``, any other
+        ``y`` as stored; ``None`` for an ``.npz`` without ``y`` or when ``label_column`` is ``None``.
+
+    Raises:
+        ValueError: the file is missing or malformed; a ``.csv`` error names the 1-based line
+            and its text, as ``--data 'd.csv' line 7: '3,x' is not comma-separated numbers``.
     """
     p = Path(path)
+    notes = [] if notes is None else notes  # a list nobody reads, when the caller wants none
     if p.is_dir():
         raise ValueError(f"--data {str(p)!r} is a directory: expected a .npz or .csv file")
     if not p.exists():
         raise ValueError(f"--data {str(p)!r} does not exist: expected a .npz or .csv file")
+    if label_column is not None and (isinstance(label_column, bool) or not isinstance(label_column, (int, np.integer, str))):
+        raise ValueError(f"--label-column {label_column!r} is not valid: expected a column index (int) or a header name (str)")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"#\r\n.0123456789+-"):
+        raise ValueError(f"--delimiter {delimiter!r} is not valid: expected one character such as ',' ';' or a tab "
+                         "(' ' for runs of spaces), or none to detect it")
     suffix = p.suffix.lower()
     if suffix == ".npz":
-        X, y = _load_npz(p)
+        X, y = _load_npz(p, notes)
     elif suffix == ".csv":
-        X, y = _load_csv(p, label_column)
+        X, y = _load_csv(p, label_column, delimiter, notes)
     else:
         raise ValueError(f"--data {str(p)!r} has suffix {suffix!r}: expected .npz or .csv")
     if y is not None and y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
@@ -220,53 +251,297 @@ def load_file(path, label_column: int = -1) -> tuple[np.ndarray, np.ndarray | No
     return X, y
 
 
-def _load_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_npz(p: Path, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``X`` (m, n), images flattened, and ``y`` as stored, one-hot turned into class indices."""
     from .io import read_npz
 
-    arrays = read_npz(p, f"--data {str(p)!r}")
+    what = f"--data {str(p)!r}"
+    arrays = read_npz(p, what)
     if "X" not in arrays:
-        raise ValueError(f"--data {str(p)!r} has arrays {sorted(arrays)}: expected 'X' (and 'y')")
+        raise ValueError(f"{what} has arrays {sorted(arrays)}: expected 'X' (and 'y')")
     X = arrays["X"]
     if X.dtype.kind not in "iuf":
-        raise ValueError(f"--data {str(p)!r}: X has dtype {X.dtype}: expected numbers")
-    return X, arrays.get("y")
+        raise ValueError(f"{what}: X has dtype {X.dtype}: expected numbers")
+    if X.ndim < 2:  # a (m,) X would pass for m samples of nothing and fail deep inside the model
+        raise ValueError(f"{what}: X has shape {X.shape}: expected (m samples, n features); a single feature is (m, 1)")
+    if X.ndim > 2:  # images (m, 28, 28), (m, h, w, channels): one row of pixels per sample
+        n = int(np.prod(X.shape[1:], dtype=np.int64))
+        notes.append(f"X flattened from {X.shape} to ({len(X)}, {n}): one row of {n} features per sample")
+        X = X.reshape(len(X), n)
+    y = arrays.get("y")
+    if y is not None and y.ndim == 2 and y.shape[0] > 0 and y.shape[1] >= 2 and y.dtype.kind in "biuf":
+        if np.all((y == 0) | (y == 1)) and np.all(np.count_nonzero(y, axis=1) == 1):  # one 1 per row
+            notes.append(f"y turned from one-hot {y.shape} into class labels 0..{y.shape[1] - 1}")
+            y = np.argmax(y, axis=1).astype(np.int64)
+    return X, y
 
 
-def _load_csv(p: Path, label_column: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+# What np.loadtxt's float parser accepts (no '1_0', no hex, unlike Python's float()), and integers
+_NUMBER = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*", re.IGNORECASE)
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", " ": "whitespace"}
+_SEPARATORS_PLURAL = {",": "commas", ";": "semicolons", "\t": "tabs", " ": "runs of spaces"}
+SNIFF_LINES = 50  # lines with data that decide the format; the rest goes straight to np.loadtxt
+_BLOCK = 1 << 20  # elements moved at a time when a column is squeezed out in place (8 MB of float64)
+
+
+class _CsvFormat(NamedTuple):
+    """What the first lines of a ``.csv`` say about all of it."""
+
+    delimiter: str  # " " stands for runs of whitespace (np.loadtxt's delimiter=None)
+    decimal_comma: bool  # "1,5" is 1.5 (with ";" only)
+    skip: int  # lines up to and including the header (0: no header)
+    first_line: int  # 1-based line number of the first data row
+    first_row: list[str]  # its fields, index column included
+    n_fields: int  # fields per data row, index column included
+    index: bool  # the first field is a row index, dropped
+    names: list[str] | None  # column names, index column excluded
+
+
+def _text_lines(p: Path, what: str):
+    """``(line number, text)`` of each line as np.loadtxt counts them (``\\n``, ``\\r\\n`` or ``\\r``
+    end a line), UTF-8 with an optional BOM; a line that is not UTF-8 is a ValueError naming it."""
+    lineno = 0
+    with open(p, "rb") as f:
+        for raw in f:
+            if lineno == 0 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{what} line {lineno + 1} is not UTF-8 text ({exc.reason} at byte "
+                                 f"{exc.start}: {raw[max(exc.start - 20, 0):exc.start + 4]!r})") from None
+            text = text[:-1] if text.endswith("\n") else text
+            text = text[:-1] if text.endswith("\r") else text  # \r\n, or a lone \r at the very end
+            for piece in text.split("\r"):  # old Mac line ends
+                lineno += 1
+                yield lineno, piece
+
+
+def _strip_comment(text: str) -> str:
+    return text.split("#", 1)[0]
+
+
+def _fields(body: str, delimiter: str) -> list[str]:
+    """One line's fields, double quotes removed as np.loadtxt's ``quotechar='"'`` does."""
+    if delimiter == " ":
+        return body.split()
+    if '"' not in body:
+        return body.split(delimiter)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--data {str(p)!r} cannot be read as text ({exc})") from None
-    rows = [line for line in text.splitlines() if line.strip()]
-    if not rows:
-        raise ValueError(f"--data {str(p)!r} is empty: expected rows of comma-separated numbers")
+        return next(csv.reader([body], delimiter=delimiter, quotechar='"'))
+    except (csv.Error, StopIteration):
+        return [body]
 
-    def numbers(line: str, lineno: int) -> list[float]:
-        try:
-            return [float(v) for v in line.split(",")]
-        except ValueError:
-            raise ValueError(f"--data {str(p)!r} line {lineno}: {line[:60]!r} is not comma-separated numbers") from None
 
-    start = 1
-    try:
-        numbers(rows[0], 1)
-        start = 0
-    except ValueError:
-        pass  # a header row
-    table = [numbers(line, i + 1 + start) for i, line in enumerate(rows[start:])]
-    if not table:
-        raise ValueError(f"--data {str(p)!r} has a header but no data rows")
-    widths = {len(r) for r in table}
-    if len(widths) != 1:
-        raise ValueError(f"--data {str(p)!r} has rows of {sorted(widths)} columns: expected the same number in every row")
-    data = np.array(table)
+def _is_number(field: str, decimal_comma: bool) -> bool:
+    return _NUMBER.fullmatch(field.replace(",", ".") if decimal_comma else field) is not None
+
+
+def _guess_delimiter(bodies: list[str]) -> str:
+    """The delimiter that splits every sampled line below the first (a header may be one name
+    short) into the same number (2+) of fields, and the first into 2+.
+
+    ``;`` is tried first: in a file of ``1,5;2,0`` both split evenly, and there the comma is
+    the decimal mark. Runs of spaces (np.savetxt's default) only when no line holds , ; or tab.
+    """
+    for d in (";", "\t", ","):
+        counts = {len(_fields(b, d)) for b in bodies[1:] or bodies}
+        if len(counts) == 1 and counts.pop() > 1 and len(_fields(bodies[0], d)) > 1:
+            return d
+    if not any(c in b for b in bodies for c in ",;\t"):
+        counts = {len(b.split()) for b in bodies}
+        if len(counts) == 1 and counts.pop() > 1:
+            return " "
+    return next((d for d in (",", ";", "\t") if d in bodies[0]), ",")  # ragged: the first line's
+
+
+def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: list[str]) -> _CsvFormat:
+    """Delimiter, header, index column and decimal mark, from the first :data:`SNIFF_LINES` lines."""
+    with open(p, "rb") as f:
+        if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            notes.append("removed the UTF-8 byte-order mark (BOM) at the start of the file")
+    sample, comment = [], None  # (line number, text, text without its comment); the last comment line before the data
+    for lineno, text in _text_lines(p, what):
+        body = _strip_comment(text)
+        if body.strip():
+            sample.append((lineno, text, body))
+            if len(sample) == SNIFF_LINES:
+                break
+        elif not sample and text.lstrip().startswith("#"):
+            comment = text.lstrip()[1:]
+    if not sample:
+        raise ValueError(f"{what} is empty: expected rows of comma-separated numbers")
+    bodies = [body for _, _, body in sample]
+    d = delimiter or _guess_delimiter(bodies)
+    if delimiter is None and d != ",":
+        notes.append(f"fields are separated by {_SEPARATORS_PLURAL[d]}" + (" (a comma is the decimal mark)" if d == ";" else ""))
+    decimal_comma = d == ";"
+    rows = [_fields(body, d) for body in bodies]
+    kinds = [[_is_number(v, decimal_comma) for v in row] for row in rows]
+    n0 = len(rows[0])
+
+    # A header is a first line with no number in it, or with a column where it holds text and
+    # every line below holds numbers (so text labels in every row do not make line 1 a header).
+    header = not any(kinds[0]) or (len(rows) > 1 and any(
+        not kinds[0][j] and all(len(k) > j and k[j] for k in kinds[1:]) for j in range(n0)))
+    header = header or (isinstance(label_column, str) and not all(kinds[0]))
+    names = [v.strip() for v in rows[0]] if header else None
+    data = slice(1, None) if header else slice(None)
+    if header and len(rows) == 1:
+        raise ValueError(f"{what} has a header but no data rows (line {sample[0][0]}: {sample[0][1][:60]!r})")
+    first_line, first_row = sample[data][0][0], rows[data][0]
+    n = len(first_row)
+    if header:
+        notes.append(f"line {sample[0][0]} is a header: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}")
+    elif comment is not None and len(_fields(comment, d)) == n:
+        names = [v.strip() for v in _fields(comment, d)]  # np.savetxt writes its header as "# a,b,label"
+
+    # pandas' to_csv() writes its row index as an unnamed first column ("" or "Unnamed: 0");
+    # R's write.csv leaves it out of the header altogether.
+    unnamed = names is not None and ((len(names) == n and names[0] in ("", "Unnamed: 0")) or len(names) == n - 1)
+    index = header and n >= 2 and unnamed and all(len(row) > 0 and _INTEGER.fullmatch(row[0]) for row in rows[data])
+    if index:
+        names = names[1:] if len(names) == n else names
+        notes.append("dropped the unnamed first column: it holds the row numbers (a pandas or R index), not a feature")
+    elif header and len(names) != n:
+        raise ValueError(f"{what} line {sample[0][0]}: the header {sample[0][1][:60]!r} names {len(names)} columns "
+                         f"but line {first_line} has {n} fields")
+    return _CsvFormat(d, decimal_comma, sample[0][0] if header else 0, first_line, first_row, n, index, names)
+
+
+def _label_index(p: Path, fmt: _CsvFormat, label_column) -> int | None:
+    """The label's position among the columns kept (index column dropped), or None."""
+    n = fmt.n_fields - fmt.index
     if label_column is None:
-        return data, None
-    n_cols = data.shape[1]
-    if not -n_cols <= label_column < n_cols or n_cols < 2:
-        raise ValueError(f"--label-column {label_column} is out of range for {n_cols} columns in {str(p)!r}")
-    col = label_column % n_cols
-    return np.delete(data, col, axis=1), data[:, col]
+        return None
+    if isinstance(label_column, str):
+        if fmt.names is None:
+            raise ValueError(f"--label-column {label_column!r} names a column, but {str(p)!r} has no header row: "
+                             "give its index instead (-1 is the last column)")
+        if label_column not in fmt.names:
+            shown = ", ".join(repr(v) for v in fmt.names[:12]) + (", ..." if len(fmt.names) > 12 else "")
+            raise ValueError(f"--label-column {label_column!r} is not a column of {str(p)!r}: its header has {shown}")
+    if n < 2 or not (isinstance(label_column, str) or -n <= label_column < n):  # the label and 1+ features
+        sep = _SEPARATORS.get(fmt.delimiter, repr(fmt.delimiter))
+        hint = f" (no {sep} in line {fmt.first_line}: is that the delimiter?)" if n == 1 else ""
+        shown = repr(label_column) if isinstance(label_column, str) else int(label_column)
+        raise ValueError(f"--label-column {shown} is out of range for {n} columns in {str(p)!r}{hint}")
+    return fmt.names.index(label_column) if isinstance(label_column, str) else int(label_column) % n
+
+
+def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sniff the format from the first lines, then let np.loadtxt (C) read the bulk."""
+    what = f"--data {str(p)!r}"
+    fmt = _sniff_csv(p, what, label_column, delimiter, notes)
+    col = _label_index(p, fmt, label_column)
+    if col is not None and not _is_number(fmt.first_row[fmt.index + col], fmt.decimal_comma):
+        # Text labels ("setosa"): the features as numbers, then the label column as strings.
+        name = repr(fmt.names[col]) if fmt.names else str(col + 1)
+        notes.append(f"the labels (column {name}) are text: y holds strings")
+        label = fmt.index + col
+        features = [k for k in range(fmt.index, fmt.n_fields) if k != label]
+        X = _loadtxt(p, what, fmt, features, np.float64)
+        y = _loadtxt(p, what, fmt, [label], str)[:, 0]
+        return X, np.strings.strip(y)
+    # Every column is read, the index too, so that np.loadtxt checks the width of every row.
+    table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
+    drop = {0} if fmt.index else set()
+    if col is None:
+        return _drop_columns(table, drop), None
+    y = table[:, fmt.index + col].copy()
+    return _drop_columns(table, drop | {fmt.index + col}), y
+
+
+def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dtype) -> np.ndarray:
+    """np.loadtxt over the data lines, ``(m, len(usecols))``; on failure, the first bad line."""
+
+    def lines():  # only data rows: np.loadtxt skips empty lines but not all-space or indented comments
+        with open(p, encoding="utf-8-sig", newline=None) as f:
+            for lineno, line in enumerate(f, 1):
+                body = _strip_comment(line)
+                if lineno > fmt.skip and body.strip():
+                    yield body.replace(",", ".") if fmt.decimal_comma and dtype is not str else body
+
+    try:
+        with warnings.catch_warnings():  # no rows at all is reported below, as a ValueError
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+            table = np.loadtxt(lines(), dtype=dtype, delimiter=None if fmt.delimiter == " " else fmt.delimiter,
+                               comments=None, quotechar='"', usecols=usecols, ndmin=2)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        checked = [k for k in (range(fmt.n_fields) if usecols is None else usecols) if k >= fmt.index]
+        raise _csv_error(p, what, fmt, checked if dtype is not str else [], exc) from None
+    if len(table) == 0:
+        raise ValueError(f"{what} has no data rows after line {fmt.skip}")
+    return table
+
+
+def _csv_error(p: Path, what: str, fmt: _CsvFormat, checked: list[int], exc: Exception) -> ValueError:
+    """The first line that np.loadtxt could not read, found again line by line: its own message
+    counts data rows, not lines, and the row it names is where the checks start."""
+    hint = re.search(r"at row (\d+)", str(exc))  # 0-based for a bad value, 1-based for a bad width
+    start = max(int(hint.group(1)) - 1, 0) if hint else 0
+    error = _first_bad_line(p, what, fmt, checked, start)
+    if error is None and start > 0:  # the row number misled us: look from the top
+        error = _first_bad_line(p, what, fmt, checked, 0)
+    sep = _SEPARATORS.get(fmt.delimiter, f"{fmt.delimiter!r}")
+    return error or ValueError(f"{what} cannot be read as {sep}-separated numbers ({exc})")
+
+
+def _first_bad_line(p: Path, what: str, fmt: _CsvFormat, checked: list[int], start: int) -> ValueError | None:
+    """The error for the first data row from ``start`` (0-based) on with the wrong width or a
+    field in ``checked`` that is not a number; None if there is none."""
+    sep = _SEPARATORS.get(fmt.delimiter, f"{fmt.delimiter!r}")
+    row = -1
+    for lineno, text in _text_lines(p, what):
+        body = _strip_comment(text)
+        if lineno <= fmt.skip or not body.strip():
+            continue
+        row += 1
+        if row < start:
+            continue
+        fields = _fields(body, fmt.delimiter)
+        if len(fields) != fmt.n_fields:
+            return ValueError(f"{what} has rows of {sorted({len(fields), fmt.n_fields})} columns: line {lineno} "
+                              f"{text[:60]!r} has {len(fields)} where line {fmt.first_line} has {fmt.n_fields}")
+        for k in checked:
+            if not _is_number(fields[k], fmt.decimal_comma):
+                return ValueError(f"{what} line {lineno}: {text[:60]!r} is not {sep}-separated numbers "
+                                  f"({fields[k].strip()[:20]!r} in column {k + 1})")
+    return None
+
+
+def _drop_columns(a: np.ndarray, drop: set[int]) -> np.ndarray:
+    """``a`` (m, c) without the columns in ``drop``, as (m, c - len(drop)), moved within ``a``'s
+    own memory: a copy would double the peak memory of a large file."""
+    m, c = a.shape
+    if not drop:
+        return a
+    keep = c - len(drop)
+    if not (a.flags.c_contiguous and a.flags.owndata) or keep < 1:
+        return np.delete(a, sorted(drop), axis=1)
+    runs, start = [], 0  # [first, last) column ranges kept, each copied as one slice
+    for j in sorted(drop) + [c]:
+        if j > start:
+            runs.append((start, j))
+        start = j + 1
+    flat, block, moved = a.reshape(-1), None, None
+    step = max(1, _BLOCK // c)
+    for first in range(0, m, step):
+        last = min(first + step, m)
+        # The block is copied out first: its new place overlaps where it was. Later blocks lie
+        # beyond last * c, out of reach of writes that end at last * keep.
+        block = a[first:last].copy()  # (rows, c)
+        moved = flat[first * keep:last * keep].reshape(last - first, keep)
+        at = 0
+        for lo, hi in runs:
+            moved[:, at:at + hi - lo] = block[:, lo:hi]
+            at += hi - lo
+    del flat, block, moved
+    # Safe without refcheck: no view of `a` is left (flat and moved are gone, y was copied out),
+    # and the caller's name for it is this same object, shrunk here in place.
+    a.resize((m * keep,), refcheck=False)
+    return a.reshape(m, keep)
 
 
 # --------------------------------------------------------------- full MNIST
