@@ -13,10 +13,12 @@ the first. Roofline share = achieved training FLOP/s / measured GEMM FLOP/s.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -318,31 +320,59 @@ class Result:
         return out
 
 
+# ------------------------------------------------------------------- threads
+@contextlib.contextmanager
+def pinned_threads(threads: int | None = None) -> Iterator[int]:
+    """Run the block with one CPU thread count for every implementation compared: NumPy's
+    BLAS (and any other pool threadpoolctl finds) and PyTorch's intra-op pool
+    (``torch.set_num_threads``); both are restored afterwards. ``None`` keeps the BLAS's
+    current count and gives PyTorch the same. Yields the count."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if threads is None:
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        threads = counts[0] if counts else (os.cpu_count() or 1)
+    torch, previous = None, None
+    if torch_available():  # imported first, so that the limits below reach its libraries too
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield threads
+    finally:
+        if torch is not None:
+            torch.set_num_threads(previous)
+
+
 def run_suite(device: str = "cpu", quick: bool = False, repeats: int | None = None,
-              progress: Callable[[Result], None] | None = None) -> list[Result]:
-    """Run every case of :func:`cases`, side by side; returns the results in order."""
+              progress: Callable[[Result], None] | None = None, threads: int | None = None) -> list[Result]:
+    """Run every case of :func:`cases`, side by side, every implementation with the same CPU
+    thread count (``threads``; see :func:`pinned_threads`); returns the results in order."""
     repeats = repeats or (3 if quick else 5)
-    gemm = {dt: gemm_gflops(device, dt) for dt in ({c.dtype for c in cases(device, quick)})}
-    have_torch = torch_available()
-    results = []
-    for case in cases(device, quick):
-        r = Result(
-            case,
-            xpnet=measure(xpnet_runner(case, device), repeats),
-            reference=measure(reference_runner(case), repeats) if device == "cpu" else None,
-            torch=measure(torch_runner(case, device), repeats) if have_torch else None,
-            gemm_gflops=gemm[case.dtype],
-        )
-        results.append(r)
-        if progress is not None:
-            progress(r)
+    with pinned_threads(threads):
+        gemm = {dt: gemm_gflops(device, dt) for dt in ({c.dtype for c in cases(device, quick)})}
+        have_torch = torch_available()
+        results = []
+        for case in cases(device, quick):
+            r = Result(
+                case,
+                xpnet=measure(xpnet_runner(case, device), repeats),
+                reference=measure(reference_runner(case), repeats) if device == "cpu" else None,
+                torch=measure(torch_runner(case, device), repeats) if have_torch else None,
+                gemm_gflops=gemm[case.dtype],
+            )
+            results.append(r)
+            if progress is not None:
+                progress(r)
     return results
 
 
 def markdown(results: list[Result]) -> str:
     """The results as a markdown table."""
-    def num(v, fmt):
-        return "n/a" if v is None else format(v, fmt)
+    def ratio(v):  # "1.23x", or "n/a" where the other side was not run
+        return "n/a" if v is None else f"{v:.2f}x"
 
     lines = [
         "| layers | batch | optimizer | dtype | mode | data | xpnet samples/s | vs PyTorch | vs plain NumPy | roofline |",
@@ -352,7 +382,7 @@ def markdown(results: list[Result]) -> str:
         row = r.row()
         lines.append(
             f"| {','.join(map(str, r.case.layers))} | {r.case.batch} | {r.case.optimizer} | {r.case.dtype} | {r.case.mode} "
-            f"| {r.case.data} | {r.xpnet:,.0f} | {num(row['vs_torch'], '.2f')}x | {num(row['vs_reference'], '.2f')}x "
+            f"| {r.case.data} | {r.xpnet:,.0f} | {ratio(row['vs_torch'])} | {ratio(row['vs_reference'])} "
             f"| {100 * r.roofline:.0f}% |"
         )
     return "\n".join(lines)

@@ -158,7 +158,8 @@ class MLP:
             raise ValueError(
                 f"loss={self.loss!r} does not fit output={output!r}: "
                 f"{self.loss} expects output {' or '.join(LOSSES[self.loss].outputs)}; "
-                f"use loss={DEFAULT_LOSS[output]!r} or 'mse'"
+                f"use loss={DEFAULT_LOSS[output]!r} (the default for output={output!r})"
+                + ("" if DEFAULT_LOSS[output] == "mse" else " or 'mse'")
             )
         if output == "softmax" and self.sizes[-1] < 2:
             raise ValueError(

@@ -477,12 +477,13 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
 
 
 def format_epoch(history: History, epochs: int) -> str:
-    """One line for the last epoch: loss, accuracy, validation scores, speed."""
+    """One line for the last epoch: training loss, training accuracy (``train_acc``: on the
+    batches as they were trained, during the epoch), validation scores, speed."""
     last = history.last()
     width = len(str(epochs))
     parts = [f"epoch {last['epoch']:>{width}}/{epochs}", f"loss {last['train_loss']:.4f}"]
     if "train_accuracy" in last:
-        parts.append(f"acc {100 * last['train_accuracy']:.2f}%")
+        parts.append(f"train_acc {100 * last['train_accuracy']:.2f}%")
     if "val_loss" in last:
         parts.append(f"val_loss {last['val_loss']:.4f}")
     if "val_accuracy" in last:
