@@ -178,8 +178,19 @@ CLI_CASES = {
     "directory as save": ({"dir/x": ""}, ["--save", "dir"], "--save 'dir' is a directory"),
     "unwritable save location": ({"file": "x"}, ["--save", "file/model.npz"], "directory 'file' does not exist"),
     "resume from a missing checkpoint": ({}, ["--resume", "ck.npz"], "--resume 'ck.npz' is not a file"),
-    "resume from garbage": ({"ck.npz": "garbage"}, ["--resume", "ck.npz"], "is not a readable .npz file"),
-    "resume from a model file": ({}, ["--resume", "model.npz", "--save", "out.npz"], "is not an xpnet checkpoint"),
+    "resume from garbage": ({"ck.npz": "garbage"}, ["--resume", "ck.npz"],
+                            "--resume 'ck.npz' is not an xpnet checkpoint (.npz): it is a text file\n"),
+    "resume from random bytes": ({"ck.npz": b"\x93NUMPY\x00\x01"}, ["--resume", "ck.npz"],
+                                 "--resume 'ck.npz' is not an xpnet checkpoint (.npz): it is not a .npz (zip) archive"),
+    "resume from a model file": ({}, ["--resume", "model.npz", "--save", "out.npz"],
+                                 "--resume 'model.npz' is not an xpnet checkpoint"),
+    "init-from a data file": ({"d.csv": "1,2,0\n2,2,1\n"}, ["--init-from", "d.csv"],
+                              "--init-from 'd.csv' is not an xpnet model file or checkpoint (.npz): it is a text file "
+                              "(data goes in --data)"),
+    # the default loss of an identity output is mse: the hint names it once
+    "cross-entropy on an identity output": ({}, ["--output", "identity", "--loss", "cross_entropy"],
+                                            "; use loss='mse' (the default for output='identity')\n"),
+    "zero threads": ({}, ["--threads", "0"], "--threads: '0' must be > 0"),
     # outputs onto inputs, however spelled: refused before any work, the input untouched
     "save onto the data": ({"d.csv": "1,2,0\n2,2,1\n3,4,0\n4,4,1\n"}, ["--data", "d.csv", "--save", "./d.csv"],
                            "--save './d.csv' is the same file as --data 'd.csv'"),

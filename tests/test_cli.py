@@ -30,7 +30,7 @@ def last_json(out: str) -> dict:
 def test_train_prints_epochs_and_test_accuracy(device, capsys):
     assert run(["train", "--device", device, *FAST, "--epochs", "2"]) == 0
     out = capsys.readouterr().out  # not a terminal here: plain lines, no bars
-    assert "epoch 1/2" in out and "epoch 2/2" in out and "acc " in out and "samples/s" in out
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "train_acc " in out and "samples/s" in out
     assert out.strip().splitlines()[-1].startswith("test accuracy ")
 
 
@@ -94,7 +94,7 @@ def test_evaluate_and_predict(device, tmp_path, capsys):
     capsys.readouterr()
     assert run(["evaluate", "--model", str(model_path), "--device", device]) == 0
     out = capsys.readouterr().out
-    assert "accuracy" in out and "per-class accuracy: 0:" in out and "true\\pred" in out
+    assert "accuracy" in out and "recall is the per-class accuracy" in out and "true\\pred" in out
     assert run(["evaluate", "--model", str(model_path), "--device", device, "--json"]) == 0
     result = last_json(capsys.readouterr().out)
     assert len(result["per_class_accuracy"]) == 10 and np.array(result["confusion_matrix"]).sum() == 2000
@@ -151,10 +151,11 @@ ERRORS = [
     (["train", "--data", "/"], "--data '/' is a directory"),
     (["sweep", "--layers", "2,3,2"], "unrecognized arguments: --layers"),
     (["evaluate"], "the following arguments are required: --model"),
-    (["evaluate", "--model", "/no/such.npz"], "path='/no/such.npz' does not exist"),
+    (["evaluate", "--model", "/no/such.npz"], "--model '/no/such.npz' does not exist"),
     (["predict", "--model", "m.npz"], "the following arguments are required: --data"),
     (["bogus"], "invalid choice: 'bogus'"),
-    ([], "the following arguments are required: COMMAND"),
+    (["train", "--threads", "0"], "--threads: '0' must be > 0"),
+    (["bench", "--threads", "two"], "--threads: 'two' is not an integer"),
 ]
 
 
@@ -214,10 +215,12 @@ def test_console_script_runs(device):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "predict", "info"])
+@pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "predict", "bench", "info"])
 def test_help_is_complete(device, command, capsys):
     assert run([command, "--help"]) == 0
     out = capsys.readouterr().out
+    if command != "info":  # every command that computes takes --threads and states the default's rule
+        assert "--threads" in out and "1 where at most 2 cores are usable, else half of them" in " ".join(out.split())
     if command in ("train", "sweep"):
         for flag in ("--device", "--dataset", "--data", "--label-column", "--activation", "--output", "--loss", "--init",
                      "--optimizer", "--lr", "--momentum", "--weight-decay", "--schedule", "--batch-size", "--epochs",
@@ -237,3 +240,117 @@ def test_every_preset_names_real_settings(device):
     for preset, (command, settings) in PRESETS.items():
         assert command in ("train", "sweep") and set(settings) <= names, preset
         assert f"\n  {preset} " in PRESETS_HELP, f"{preset} is missing from train --help"
+
+
+# ------------------------------------------------------------ threads
+def test_threads_flag_sets_the_blas_threads(device, capsys):
+    from xpnet.cli import blas_threads
+
+    before = blas_threads()
+    for n in (1, 2):
+        assert run(["train", "--device", device, *FAST, "--threads", str(n), "--json"]) == 0
+        assert last_json(capsys.readouterr().out)["blas_threads"] == n
+    assert run(["train", "--device", device, *FAST, "--threads", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(", 2 BLAS threads")
+    assert blas_threads() == before  # restored when the command ends
+
+
+def test_default_threads_rule(device, monkeypatch, capsys):
+    from xpnet import cli
+
+    for name in cli.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for cores, threads in ((1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(cli, "usable_cores", lambda cores=cores: cores)
+        assert cli.default_threads() == threads, cores
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert run(["train", "--device", device, *FAST, "--json"]) == 0
+    assert last_json(capsys.readouterr().out)["blas_threads"] == 1
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's own setting is left to the BLAS
+    assert cli.default_threads() is None
+
+
+def test_bench_pins_every_implementation_to_one_thread_count(device, monkeypatch):
+    import types
+
+    from xpnet import bench
+    from xpnet.cli import blas_threads
+
+    fake_torch = types.SimpleNamespace(threads=4)
+    fake_torch.get_num_threads = lambda: fake_torch.threads
+    fake_torch.set_num_threads = lambda n: setattr(fake_torch, "threads", n)
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setattr(bench, "torch_available", lambda: True)
+    monkeypatch.setattr(bench, "cases", lambda device, quick=False: [bench.Case((784, 16, 10), 64, "sgd")])
+    for name in ("xpnet_runner", "torch_runner"):
+        monkeypatch.setattr(bench, name, lambda case, device="cpu", name=name: name)
+    monkeypatch.setattr(bench, "reference_runner", lambda case: "reference_runner")
+    monkeypatch.setattr(bench, "gemm_gflops", lambda device, dtype: 1.0)
+    seen = {}
+
+    def measure(runner, repeats=3):  # records the thread counts each implementation runs with
+        seen[runner] = (blas_threads(), fake_torch.threads)
+        return 1.0
+
+    monkeypatch.setattr(bench, "measure", measure)
+    before = blas_threads()
+    bench.run_suite(device, threads=1)
+    assert set(seen) == {"xpnet_runner", "torch_runner"} | ({"reference_runner"} if device == "cpu" else set())
+    assert set(seen.values()) == {(1, 1)}
+    assert blas_threads() == before and fake_torch.threads == 4  # both restored
+
+
+# ------------------------------------------------------------ a closed pipe
+def _xpnet(*argv: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "xpnet", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **kwargs)
+
+
+def test_closed_pipe_during_epoch_lines_exits_0_quietly(device, tmp_path):
+    proc = _xpnet("train", "--device", device, "--layers", "784,16,10", "--epochs", "30", cwd=tmp_path)
+    assert proc.stdout.readline().startswith(b"xpnet: mnist, 8000 train")
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=120)  # stdout is closed: reads stderr to its end, and closes it
+    assert proc.returncode == 0 and err == b"", err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_closed_pipe_before_the_final_json_exits_0_quietly(device, tmp_path):
+    proc = _xpnet("train", "--device", device, "--layers", "784,16,10", "--epochs", "2", "--json", cwd=tmp_path)
+    proc.stdout.close()  # gone before the one line --json prints
+    _, err = proc.communicate(timeout=120)  # stdout is closed: reads stderr to its end, and closes it
+    assert proc.returncode == 0 and err == b"", err
+
+
+def test_closed_pipe_still_writes_the_files_asked_for(device, tmp_path):
+    proc = _xpnet("train", "--device", device, "--layers", "784,16,10", "--epochs", "3", "--save", "m.npz",
+                  cwd=tmp_path)
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)  # stdout is closed: reads stderr to its end, and closes it
+    assert proc.returncode == 0 and err == b"", err
+    assert xpnet.load(tmp_path / "m.npz").sizes == [784, 16, 10]  # the run went on to its end
+
+
+def test_closed_pipe_during_progress_bars(device, tmp_path):
+    import os
+    import pty
+
+    primary, terminal = pty.openpty()  # stdout on a terminal: progress bars on stderr, a pipe here
+    proc = subprocess.Popen([sys.executable, "-m", "xpnet", "train", "--device", device, "--layers", "784,16,10",
+                             "--epochs", "5"], stdout=terminal, stderr=subprocess.PIPE, cwd=tmp_path)
+    os.close(terminal)
+    assert b"epoch 1/5" in proc.stderr.readline()  # the first bar, finished
+    proc.stderr.close()
+    screen = b""
+    while True:  # what the terminal shows, until the process closes it
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the other side has closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert proc.wait(timeout=120) == 0
+    assert b"test accuracy" in screen and b"Traceback" not in screen  # the run finished; stdout was still read

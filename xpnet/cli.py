@@ -1,15 +1,19 @@
 """The ``xpnet`` command line: ``main(argv) -> exit code``.
 
-Subcommands: ``train``, ``evaluate``, ``predict``, ``sweep``, ``info``.
+Subcommands: ``train``, ``evaluate``, ``predict``, ``sweep``, ``bench``, ``info``.
 
 Every user error (bad flag value, unusable device, shape mismatch, unreadable
 file) is printed as one line on stderr with exit code 2; there are no tracebacks
 for things a user can fix. A failed run never overwrites a good ``--save`` file.
+Output into a pipe whose reader has gone (``xpnet train | head -1``) ends the
+command quietly with exit code 0 (see :func:`main`). The commands that compute run
+with a chosen number of BLAS threads (``--threads``; :func:`default_threads`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -73,6 +77,7 @@ class TrainConfig:
     json: bool = False
     quiet: bool = False
     report: str = "lines"  # lines | nielsen ("Epoch j: correct / total" on the test set)
+    threads: int | None = None  # BLAS threads; None: default_threads() (applied by main, for every command)
 
 
 PRESETS = {  # name -> (command, settings); explicit flags override these
@@ -107,6 +112,48 @@ PRESETS_HELP = """presets (xpnet train --preset NAME; moons-sweep is for xpnet s
 EXIT_CODES_HELP = """exit codes: 0 done; 2 usage or input error (or out of memory); 3 training diverged;
   130 / 143 interrupted by SIGINT / SIGTERM (after writing --checkpoint, if given)
 """
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int | None:
+    """The BLAS threads a command uses without ``--threads``: ``None`` (the BLAS's own
+    choice) when one of :data:`THREAD_VARIABLES` is set; else 1 where at most 2 cores are
+    usable, and half the usable cores otherwise.
+
+    Why: OpenBLAS's threads spin while they wait for each other, so a thread more than
+    there are free cores costs many times its worth. On a shared 2-core machine
+    (``bench/threads.py``: 3 epochs of the default MNIST model) 1 thread was the fastest
+    as the machine was and with one more busy process, and 2 threads were 4.7x to 23x
+    slower. Half the cores (not measured here) leaves a core free for each competing
+    process up to half the machine.
+    """
+    if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
+        return None
+    cores = usable_cores()
+    return 1 if cores <= 2 else cores // 2
+
+
+THREADS_HELP = ("BLAS threads (default: 1 where at most 2 cores are usable, else half of them: "
+                "{default} here; left to the BLAS when OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or "
+                "MKL_NUM_THREADS is set); more threads than free cores slow training down many times "
+                "over on a busy machine")
+
+
+def blas_threads() -> int | None:
+    """The thread count of the BLAS NumPy uses, as it stands now (``None`` if none is found)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return counts[0] if counts else None
 
 
 # ------------------------------------------------------------ flag parsers
@@ -154,6 +201,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    default = default_threads()
+    p.add_argument("--threads", type=_number(int, 0), metavar="N",
+                   help=THREADS_HELP.format(default="the BLAS's own" if default is None else default))
+
+
 def _add_data_flags(p: argparse.ArgumentParser, default_dataset: bool = True) -> None:
     d = TrainConfig()
     p.add_argument("--dataset", choices=DATASETS,
@@ -197,6 +250,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", help="write PNG figures here (needs the plot extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_threads_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="xpnet", description="Train fully connected networks with hand-written backprop on CPU or GPU.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # no command: main prints this help (to stdout) and exits 2
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
     sup = argparse.SUPPRESS  # unset flags stay absent, so presets can fill them
 
     t = sub.add_parser("train", argument_default=sup, help="train a network and report its test accuracy",
@@ -250,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test share of generated data (default: the model's training run's, else 0.2)")
     e.add_argument("--plot", metavar="DIR", help="write the confusion matrix as PNG here")
     e.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
+    e.add_argument("--quiet", action="store_true",
+                   help="only the result lines: loss and accuracy (or MAE, RMSE and R²), without the header, "
+                        "the per-class table and the confusion matrix")
+    _add_threads_flag(e)
     e.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", argument_default=sup, help="predict labels (or probabilities) for a file",
@@ -259,7 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", type=int, metavar="N", help="column to drop from a .csv with one extra column (default: -1)")
     p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: predictions, and with --proba classes and probabilities "
+                        "(one column per class)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    _add_threads_flag(p)
     p.set_defaults(handler=cmd_predict)
 
     bn = sub.add_parser("bench", argument_default=sup, help="throughput side by side with PyTorch and plain NumPy",
@@ -270,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--repeats", type=_number(int, 0), help="timed runs per figure, median taken (default: 5, quick 3)")
     bn.add_argument("--json", metavar="FILE", help="also write the results and the environment to this JSON file")
     bn.add_argument("--markdown", metavar="FILE", help="also write a markdown report (environment and table) to FILE")
+    _add_threads_flag(bn)
     bn.set_defaults(handler=cmd_bench)
 
     i = sub.add_parser("info", help="versions, BLAS, GPUs and usable backends",
@@ -457,6 +520,70 @@ def _plot_outputs(command: str, plot: str | None) -> list[tuple[str, str]]:
     return [("--plot", str(Path(plot) / name)) for name in PLOT_FILES[command]] if plot else []
 
 
+@contextlib.contextmanager
+def _as_flags(*names):
+    """Say the flag where a library message names its argument: ``names`` are
+    ``(argument, flag, value)``, and ``path='m.npz'`` becomes ``--model 'm.npz'``."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        for argument, flag, value in names:
+            if value is not None:
+                text = text.replace(f"{argument}={str(value)!r}", f"{flag} {str(value)!r}")
+        if text == str(exc):
+            raise
+        raise UsageError(text) from exc
+
+
+def _check_npz(flag: str, path: str | None, what: str) -> None:
+    """Refuse a file that is no .npz archive at all (a CSV given as --model) in words a user
+    knows; the loader, which would call it pickled data, is not asked. Missing files are left
+    to the loader's own message."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return
+    if head.startswith(b"PK"):  # a zip archive, as every .npz is
+        return
+    if not head:
+        kind = "it is empty"
+    elif _looks_like_text(head):
+        data_like = Path(path).suffix.lower() in (".csv", ".tsv", ".txt")
+        kind = "it is a text file" + (" (data goes in --data)" if data_like else "")
+    else:
+        kind = "it is not a .npz (zip) archive"
+    raise UsageError(f"{flag} {path!r} is not {what} (.npz): {kind}")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file read as UTF-8 text (no NUL; a cut last character is fine)."""
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return len(head) == 512 and exc.start >= len(head) - 3
+    return True
+
+
+def _report_figures(paths, plot_dir: Path, json_out: bool) -> None:
+    """One line naming the figures written: on stdout, or stderr with --json (stdout's last
+    line stays the JSON object)."""
+    names = ", ".join(Path(p).name for p in paths)
+    count = f"{len(paths)} figure{'s' if len(paths) != 1 else ''}"
+    print(f"wrote {count} to {plot_dir}: {names}" if paths else f"wrote no figures to {plot_dir}: nothing to draw",
+          file=sys.stderr if json_out else sys.stdout)
+
+
+def _val_fraction(cfg: TrainConfig) -> float:
+    """The share of the training rows held out for validation (0.1 for --early-stopping when unset)."""
+    return cfg.val_fraction or (0.1 if cfg.early_stopping else 0.0)
+
+
 def _split_validation(X, y, fraction: float, seed: int):
     """Hold out ``fraction`` of (X, y) for validation, by a seeded shuffle on the host
     (keyed ``[seed, 1]``: a different shuffle from the train/test split's)."""
@@ -512,7 +639,7 @@ def _progress(cfg: TrainConfig, n_test: int):
             last = history.last()
             post = {"loss": f"{last['train_loss']:.4f}"}
             if "train_accuracy" in last:
-                post["acc"] = f"{100 * last['train_accuracy']:.2f}%"
+                post["train_acc"] = f"{100 * last['train_accuracy']:.2f}%"
             if "val_accuracy" in last:
                 post["val_acc"] = f"{100 * last['val_accuracy']:.2f}%"
             post["samples/s"] = f"{last['samples_per_second']:,.0f}"
@@ -540,7 +667,7 @@ def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None
     from .preprocess import fit_scaler
     from .train import EarlyStopping, fit
 
-    val_fraction = cfg.val_fraction or (0.1 if cfg.early_stopping else 0.0)
+    val_fraction = _val_fraction(cfg)
     X, y, val = _split_validation(data.X_train, data.y_train, val_fraction, cfg.seed)
     if start is not None:
         model = start
@@ -562,12 +689,14 @@ def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None
     if progress:
         callbacks.append(progress)
     t0 = time.perf_counter()
-    history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
-                  checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                  allow_changes=cfg.allow_changes,
-                  config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items()
-                                    if k not in ("resume", "allow_changes")}})
+    with _as_flags(("resume", "--resume", cfg.resume), ("path", "--resume", cfg.resume),
+                   ("checkpoint", "--checkpoint", cfg.checkpoint), ("path", "--checkpoint", cfg.checkpoint)):
+        history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                      validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
+                      checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
+                      allow_changes=cfg.allow_changes,
+                      config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                        if k not in ("resume", "allow_changes", "threads")}})
     return model, history, time.perf_counter() - t0
 
 
@@ -593,7 +722,9 @@ def _fine_tune_start(cfg: TrainConfig, explicit: set[str], data):
 
     if cfg.resume:
         raise UsageError("--init-from and --resume both set the starting weights: use one of them")
-    model = load(cfg.init_from, device=cfg.device)
+    _check_npz("--init-from", cfg.init_from, "an xpnet model file or checkpoint")
+    with _as_flags(("path", "--init-from", cfg.init_from)):
+        model = load(cfg.init_from, device=cfg.device)
     where = f"--init-from {cfg.init_from!r}"
     if data.X_train.shape[1] != model.sizes[0]:
         raise UsageError(f"{where} takes {model.sizes[0]} features but {data.name} has {data.X_train.shape[1]}")
@@ -622,6 +753,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_writable(cfg.checkpoint, "--checkpoint")
     if cfg.resume and not Path(cfg.resume).is_file():
         raise UsageError(f"--resume {cfg.resume!r} is not a file: expected a checkpoint written by --checkpoint")
+    _check_npz("--resume", cfg.resume, "an xpnet checkpoint")
     if cfg.allow_changes and not cfg.resume:
         raise UsageError("--allow-changes applies only with --resume")
     plot_dir = _plot_dir(cfg.plot)
@@ -629,52 +761,96 @@ def cmd_train(args: argparse.Namespace) -> int:
                                        cfg.data_dir, cfg.mirror)
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
+    # the row counts of the validation split _train_one will make (the same seeded split, no features copied)
+    rows, _, val = _split_validation(data.X_train[:, :0], data.y_train, _val_fraction(cfg), cfg.seed)
+    counts = {"train_samples": len(rows), "validation_samples": 0 if val is None else len(val[1]),
+              "test_samples": len(data.X_test)}
+    threads = blas_threads()
     if not cfg.quiet and not cfg.json and cfg.report != "nielsen":
-        print(f"xpnet: {data.name}, {len(data.X_train)} train / {len(data.X_test)} test, layers {list(layers)}, "
-              f"{cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}", flush=True)
+        held = f" / {counts['validation_samples']} validation" if val is not None else ""
+        print(f"xpnet: {data.name}, {counts['train_samples']} train{held} / {counts['test_samples']} test, "
+              f"layers {list(layers)}, {cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}, "
+              f"{threads if threads is not None else 'unknown'} BLAS thread{'s' if threads != 1 else ''}", flush=True)
     model, history, seconds = _train_one(cfg, data, layers, classes, record, start=start)
     test = model.evaluate(data.X_test, data.y_test)
-    # The end of a run, most valuable first: the model, then the figures (optional; a failure
-    # there is reported after the results and never costs the model or the report).
+    regression = None if "accuracy" in test else _regression_scores(model, data.X_test, data.y_test)
+    # The end of a run, most valuable first: the model, then the results, then the figures
+    # (optional; a failure there is reported last and never costs the model or the report).
     if cfg.save:
-        model.save(cfg.save)  # atomic: the old file is replaced only now, whole
-    plot_error = None
-    if plot_dir is not None:
-        try:
-            _train_plots(model, history, data, plot_dir)
-        except (OSError, ValueError, RuntimeError) as exc:
-            plot_error = f"{type(exc).__name__}: {exc}"
+        with _as_flags(("path", "--save", cfg.save)):
+            model.save(cfg.save)  # atomic: the old file is replaced only now, whole
     summary = {
         "dataset": data.name,
         "device": model.backend.label,
         "layers": list(layers),
+        **counts,
         "epochs": len(history.epoch),
+        "stopped_early": history.stopped_early,
+        "best_epoch": history.best_epoch,  # the epoch whose weights were kept (early stopping), else null
         "train_loss": history.train_loss[-1],
         "train_accuracy": history.train_accuracy[-1] if history.train_accuracy else None,
         "test_loss": test["loss"],
         "test_accuracy": test.get("accuracy"),
+        **({f"test_{k}": v for k, v in regression.items()} if regression is not None else {}),
         "seconds": seconds,
         "samples_per_second": sum(history.samples_per_second) / len(history.samples_per_second),
+        "blas_threads": threads,
     }
     if cfg.json:
         print(json.dumps(summary))
-    else:  # the result line is printed even with --quiet, which silences only progress
-        acc = f"{100 * test['accuracy']:.2f}%" if "accuracy" in test else "n/a"
-        print(f"test accuracy {acc}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
+    else:  # the result lines are printed even with --quiet, which silences only progress
+        if cfg.early_stopping and not cfg.quiet:
+            print(_early_stopping_line(cfg, history))
+        if regression is not None:
+            print(f"test {_format_regression(regression)}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
+        else:
+            print(f"test accuracy {100 * test['accuracy']:.2f}%  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         if cfg.save:
             print(f"saved model to {cfg.save}")
-    if plot_error is not None:
-        kept = f"the model is saved in {cfg.save} and " if cfg.save else ""
-        print(f"xpnet: error: the figures could not be written to {str(plot_dir)!r} ({plot_error}); "
-              f"{kept}the results above are complete", file=sys.stderr)
-        return EXIT_USAGE
+    if plot_dir is not None:
+        try:
+            paths = _train_plots(model, history, data, plot_dir)
+        except (OSError, ValueError, RuntimeError) as exc:
+            kept = f"the model is saved in {cfg.save} and " if cfg.save else ""
+            print(f"xpnet: error: the figures could not be written to {str(plot_dir)!r} ({type(exc).__name__}: "
+                  f"{exc}); {kept}the results above are complete", file=sys.stderr)
+            return EXIT_USAGE
+        _report_figures(paths, plot_dir, cfg.json)
     return 0
+
+
+def _early_stopping_line(cfg: TrainConfig, history) -> str:
+    """Where early stopping stopped (or that it did not) and which epoch's weights were kept."""
+    last, best = history.epoch[-1], history.best_epoch
+    if best is None:
+        return "early stopping: no epoch was completed"
+    best_loss = history.val_loss[history.epoch.index(best)]
+    if history.stopped_early:
+        where = (f"stopped early after epoch {last} of {cfg.epochs}: val_loss had not improved for "
+                 f"{cfg.early_stopping} epoch{'s' if cfg.early_stopping != 1 else ''}")
+    else:
+        where = f"early stopping did not stop the run ({last} of {cfg.epochs} epochs)"
+    kept = ("kept the last epoch's weights" if best == last else f"restored the weights of epoch {best}")
+    return f"{where}; {kept} (best val_loss {best_loss:.4f})"
+
+
+def _regression_scores(model, X, y) -> dict:
+    """MAE, RMSE and R² of a regressor's outputs against real targets (host NumPy)."""
+    from .backend import to_numpy
+    from .metrics import regression_scores
+
+    return regression_scores(y, to_numpy(model.forward(X)))
+
+
+def _format_regression(scores: dict) -> str:
+    r2 = "n/a (constant targets)" if scores["r2"] is None else f"{scores['r2']:.4f}"
+    return f"MAE {scores['mae']:.4g}  RMSE {scores['rmse']:.4g}  R² {r2}"
 
 
 def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
     from . import plot
 
-    paths = [plot.history_curves(history, plot_dir / "history.png")]
+    paths = [plot.history_curves(history, plot_dir / "history.png")]  # in the order drawn
     if data.X_train.shape[1] == 2:
         paths.append(plot.decision_boundary(model, data.X_test, data.y_test, plot_dir / "decision_boundary.png"))
     if model.is_classifier:
@@ -720,17 +896,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             path = plot.accuracy_vs_width([r["hidden"] for r in rows], [r["train_accuracy"] or 0 for r in rows],
                                           [r["test_accuracy"] or 0 for r in rows], plot_dir / "sweep_accuracy.png")
-        if not cfg.json:
-            print(f"wrote {path}")
     if cfg.json:
-        print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), "results": rows}))
+        print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), "results": rows,
+                          "blas_threads": blas_threads()}))
+    if plot_dir is not None:
+        _report_figures([path], plot_dir, cfg.json)
     return 0
 
 
 def _saved_model(args: argparse.Namespace):
     from .io import load
+    """The model named by --model, with the flag (not the library's ``path=``) in any error."""
 
-    return load(args.model, device=getattr(args, "device", "cpu"))
+    _check_npz("--model", args.model, "an xpnet model file")
+    with _as_flags(("path", "--model", args.model)):
+        return load(args.model, device=getattr(args, "device", "cpu"))
 
 
 def _evaluation_rows(args: argparse.Namespace, model):
@@ -785,10 +965,11 @@ def _evaluation_rows(args: argparse.Namespace, model):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .metrics import format_confusion
+    from .metrics import format_class_report, format_confusion, macro_average, precision_recall_f1
 
     _check_paths([("--model", args.model), ("--data", getattr(args, "data", None))],
                  _plot_outputs("evaluate", getattr(args, "plot", None)))
+    json_out, quiet = getattr(args, "json", False), getattr(args, "quiet", False)
     model = _saved_model(args)
     plot_dir = _plot_dir(getattr(args, "plot", None))
     X, y, name, split = _evaluation_rows(args, model)
@@ -799,28 +980,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     result = {"dataset": name, "split": split, "device": model.backend.label, "layers": model.sizes,
               "samples": len(X), "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
-              "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None}
-    cm = None
+              "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None,
+              "blas_threads": blas_threads()}
+    cm = regression = None
     if "accuracy" in scores:
         _, cm, per_class, names = _class_report(model, X, y)
-        result["classes"] = model.classes.tolist() if model.classes is not None else list(range(len(names)))
-        result["per_class_accuracy"] = [None if np.isnan(a) else float(a) for a in per_class]
+        classes = model.classes.tolist() if model.classes is not None else list(range(len(names)))
+        prf = precision_recall_f1(cm)
+        present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0  # in the truth or the predictions
+        macro = {k: macro_average(prf[k], present) for k in ("precision", "recall", "f1")}
+
+        def value(v):
+            return None if np.isnan(v) else float(v)
+
+        result["classes"] = classes
+        result["per_class"] = [{"class": c, "precision": value(p), "recall": value(r), "f1": value(f), "support": int(n)}
+                               for c, p, r, f, n in zip(classes, prf["precision"], prf["recall"], prf["f1"],
+                                                        prf["support"])]
+        result.update({f"macro_{k}": v for k, v in macro.items()})
+        result["per_class_accuracy"] = [value(a) for a in per_class]  # = recall; kept for older scripts
         result["confusion_matrix"] = cm.tolist()
-        if plot_dir is not None:
+    else:
+        regression = _regression_scores(model, X, y)
+        result.update({f"test_{k}": v for k, v in regression.items()})
+    if json_out:
+        print(json.dumps(result))
+    else:
+        if not quiet:
+            rows = "every row" if split == "all" else f"the {split} split"
+            print(f"{name} ({rows}): {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
+        print(f"loss {scores['loss']:.4f}")
+        if regression is not None:
+            print(_format_regression(regression))
+        else:
+            print(f"accuracy {100 * scores['accuracy']:.2f}%")
+            if not quiet:
+                print("per class (recall is the per-class accuracy; macro: the unweighted mean over the classes):")
+                print(format_class_report(names, prf, macro))
+                print(format_confusion(cm, names))
+    if plot_dir is not None:
+        paths = []
+        if cm is not None:
             from . import plot
 
-            plot.confusion(cm, plot_dir / "confusion.png", names)
-    if getattr(args, "json", False):
-        print(json.dumps(result))
-        return 0
-    rows = "every row" if split == "all" else f"the {split} split"
-    print(f"{name} ({rows}): {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
-    print(f"loss {scores['loss']:.4f}")
-    if cm is not None:
-        print(f"accuracy {100 * scores['accuracy']:.2f}%")
-        print("per-class accuracy: " + "  ".join(
-            f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in zip(names, result["per_class_accuracy"])))
-        print(format_confusion(cm, names))
+            paths.append(plot.confusion(cm, plot_dir / "confusion.png", names))
+        _report_figures(paths, plot_dir, json_out)
     return 0
 
 
@@ -835,6 +1039,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .io import atomic_write
 
     out = getattr(args, "out", None)
+    json_out = getattr(args, "json", False)
+    if json_out and out is not None:
+        raise UsageError(f"--json prints the predictions and --out {out!r} writes them to a file: use one of them")
     _check_paths([("--model", args.model), ("--data", args.data)], [("--out", out)])
     if out is not None:
         if Path(out).suffix.lower() not in (".csv", ".npy"):
@@ -855,6 +1062,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         line = io.StringIO()
         csv.writer(line, lineterminator="").writerow(names[-1:] if model.sizes[-1] == 1 else names)
         header = line.getvalue()
+    if json_out:  # exact values (not the 6 digits of the text forms), labels as the file has them
+        answer = {"predictions": (to_numpy(model.predict(X)) if proba else result).tolist()}
+        if proba:
+            classes = model.classes.tolist() if model.classes is not None else list(range(model.n_label_values))
+            answer["classes"] = classes[-1:] if model.sizes[-1] == 1 else classes
+            answer["probabilities"] = result.tolist()
+        print(json.dumps(answer))
+        return 0
     if out is None:
         if header is not None:
             print(header)
@@ -866,7 +1081,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             else:
                 print(row)
         return 0
-    with atomic_write(out) as f:
+    with _as_flags(("path", "--out", out)), atomic_write(out) as f:
         if out.lower().endswith(".npy"):
             np.save(f, result)  # string labels are saved as a unicode array, readable without pickle
         else:
@@ -899,18 +1114,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         vs_r = f"{row['vs_reference']:.2f}x plain" if row["vs_reference"] else "plain n/a"
         print(f"{r.case.name:55s} {r.xpnet:>11,.0f}/s  {vs_t:>12}  {vs_r:>12}  roofline {100 * r.roofline:3.0f}%", flush=True)
 
-    results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show)
+    results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show, threads=blas_threads())
     table = bench.markdown(results)
     print()
     print(table)
     if getattr(args, "json", None):
-        with atomic_write(args.json) as f:
+        with _as_flags(("path", "--json", args.json)), atomic_write(args.json) as f:
             f.write(json.dumps({"environment": env, "results": [r.row() for r in results]}, indent=1).encode())
     if getattr(args, "markdown", None):
         header = "\n".join(f"- {k}: {v}" for k, v in env.items())
         command = "xpnet bench" + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else "")
         text = f"# xpnet bench, {env['date']}, {device}\n\nCommand: `{command}`\n\n{header}\n\n{table}\n"
-        with atomic_write(args.markdown) as f:
+        with _as_flags(("path", "--markdown", args.markdown)), atomic_write(args.markdown) as f:
             f.write(text.encode())
     return 0
 
@@ -933,6 +1148,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         for pool in threadpool_info():
             if pool.get("user_api") == "blas":
                 print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)")
+        default = default_threads()
+        print(f"threads: {usable_cores()} usable core(s); the commands use "
+              + ("the BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS is set)"
+                 if default is None else f"{default} BLAS thread{'s' if default != 1 else ''}")
+              + " unless --threads N")
     except ImportError:
         config = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
         print(f"BLAS: {config.get('name', 'unknown')} {config.get('version', '')}".rstrip())
@@ -976,19 +1196,111 @@ def _resume_hint(argv: list[str], checkpoint: str) -> str:
     return "xpnet " + shlex.join([*kept, "--resume", checkpoint])
 
 
+# Flags that name files a command writes: a run that has any still finishes it after stdout's reader has gone.
+OUTPUT_FLAGS = ("save", "checkpoint", "out", "plot", "json", "markdown")  # json, markdown: bench's FILE
+COMPUTING = ("train", "sweep", "evaluate", "predict", "bench")  # the commands that take --threads
+
+
+class _ReaderGone(BaseException):
+    """stdout's reader has gone (``| head``) and the command has nothing left but to print.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way
+    out (a library's, a callback's) takes it for an error to handle.
+    """
+
+
+class _PipeGuard:
+    """``sys.stdout`` or ``sys.stderr`` for one command, safe when the reader goes away.
+
+    At the first broken pipe the stream's file descriptor is pointed at /dev/null, so that
+    nothing later fails, not even the interpreter's last flush; writes then go nowhere.
+    With ``stop`` (stdout of a command with no file left to write) it also raises
+    :class:`_ReaderGone`, which :func:`main` turns into exit code 0.
+    """
+
+    def __init__(self, stream, stop: bool):
+        self._stream, self._stop, self.gone = stream, stop, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.gone = True
+        _silence(self._stream)
+        if self._stop:
+            raise _ReaderGone
+
+    def __getattr__(self, name: str):  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def _silence(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (where it has one)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _threads_for(args: argparse.Namespace):
+    """Run a computing command with ``--threads`` (or :func:`default_threads`) BLAS threads."""
+    threads = getattr(args, "threads", None) or (default_threads() if args.command in COMPUTING else None)
+    if threads is None:
+        yield
+        return
+    import numpy  # noqa: F401  (loads the BLAS, so that threadpoolctl finds it)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     0: done; 2: a usage or input error (one line on stderr); 3: training diverged;
     130 / 143: interrupted by SIGINT / SIGTERM (after writing the checkpoint, if any).
+    ``xpnet`` with no command prints the help to stdout and returns 2 (a usage error).
+
+    A closed pipe (``xpnet train | head -1``) is not an error: once stdout's reader has
+    gone, nothing more is printed, nothing is said on stderr, and the exit code is 0.
+    A command with only printing left stops at once; one with files still to write
+    (``--save``, ``--checkpoint``, ``--out``, ``--plot``, ``bench --json/--markdown``)
+    finishes them first. A reader of stderr going away (progress bars, notes) only
+    silences stderr.
     """
     from .train import OutOfMemory, TrainingDiverged, TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    stdout, stderr = sys.stdout, sys.stderr
+    files_to_write = any(isinstance(getattr(args, flag, None), str) for flag in OUTPUT_FLAGS)
+    sys.stdout, sys.stderr = _PipeGuard(stdout, stop=not files_to_write), _PipeGuard(stderr, stop=False)
     try:
-        return args.handler(args)
+        with _threads_for(args):
+            code = args.handler(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is caught below
+        return code
+    except _ReaderGone:
+        return 0
     except TrainingDiverged as exc:
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -999,6 +1311,8 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if exc.checkpoint:
             how = f"checkpoint written; resume with: {_resume_hint(argv, exc.checkpoint)}"
+        elif args.command == "sweep":
+            how = "sweep keeps no checkpoints: run it again (--hidden with only the widths still to do)"
         else:
             how = "no checkpoint was written (add --checkpoint PATH to be able to resume)"
         name = "SIGINT" if exc.signum == 2 else "SIGTERM" if exc.signum == 15 else f"signal {exc.signum}"
@@ -1007,17 +1321,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OutOfMemory) as exc:  # includes DeviceError and UsageError
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # the reader went away (xpnet ... | head): stop quietly
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # a closed pipe that did not go through sys.stdout: the same quiet end
+        _silence(stdout)
+        return 0
     except OSError as exc:  # e.g. disk full while writing; the old file is intact (atomic writes)
         print(f"xpnet: error: {exc.strerror or exc} ({exc.filename or 'I/O'})", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 def run() -> None:
