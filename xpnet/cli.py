@@ -1015,6 +1015,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         else:
             print(f"accuracy {100 * scores['accuracy']:.2f}%")
             if not quiet:
+                print("per-class accuracy: " + "  ".join(  # the recall again, in the form older scripts read
+                    f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in zip(names, result["per_class_accuracy"])))
                 print("per class (recall is the per-class accuracy; macro: the unweighted mean over the classes):")
                 print(format_class_report(names, prf, macro))
                 print(format_confusion(cm, names))
