@@ -133,8 +133,9 @@ def default_threads() -> int | None:
     there are free cores costs many times its worth. On a shared 2-core machine
     (``bench/threads.py``: 3 epochs of the default MNIST model) 1 thread was the fastest
     as the machine was and with one more busy process; 2 threads were 1.2x slower on the
-    nearly idle machine and 4.7x to 23x slower with other work on it. Half the cores (not measured here) leaves a core free for each competing
-    process up to half the machine.
+    nearly idle machine and 4.7x to 23x slower with other work on it. Half the cores
+    (not measured here) leaves a core free for each competing process up to half the
+    machine.
     """
     if any(os.environ.get(name, "").strip() for name in THREAD_VARIABLES):
         return None
