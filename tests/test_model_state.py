@@ -271,3 +271,17 @@ def test_second_ctrl_c_during_the_checkpoint_write_is_deferred(backend, tmp_path
                         verbose=False, resume=str(ck))
     assert len(resumed.epoch) == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_version_1_checkpoint_resumes(backend, tmp_path):
+    """The committed version 1 checkpoint kept its momenta per layer: they are laid out like
+    the flat buffer, and the run continues where an uninterrupted one would be."""
+    X, y = xpnet.make_moons(120, seed=2)
+    settings = dict(epochs=5, batch_size=32, verbose=False)
+    resumed = xpnet.MLP([2, 6, 2], activation="tanh", seed=3, backend=backend)
+    history = xpnet.fit(resumed, X, y, xpnet.SGD(0.1, momentum=0.9), resume=str(DATA / "checkpoint-v1.npz"), **settings)
+    assert history.epoch == [1, 2, 3, 4, 5]
+    whole = xpnet.MLP([2, 6, 2], activation="tanh", seed=3, backend=backend)
+    xpnet.fit(whole, X, y, xpnet.SGD(0.1, momentum=0.9), **settings)
+    # version 1 divided the output gradient by m where this one multiplies by 1/m: float32 rounding apart
+    np.testing.assert_allclose(_host(resumed.flat), _host(whole.flat), rtol=1e-4, atol=1e-5)

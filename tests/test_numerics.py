@@ -9,7 +9,8 @@ import pytest
 
 import xpnet
 from xpnet.activations import ACTIVATIONS
-from xpnet.losses import LOSSES
+from xpnet.backend import Buffers
+from xpnet.losses import LOSSES, softmax_cross_entropy
 
 
 def _dev(backend, a):
@@ -46,9 +47,12 @@ def test_cross_entropy_is_finite_for_huge_logits(backend):
     Y = _dev(backend, [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
     A = ACTIVATIONS["softmax"].forward(xp, Z)
     value = float(LOSSES["cross_entropy"].value(xp, Z, A, Y))
-    assert value == pytest.approx(1e4, rel=1e-12)  # first row is 2e4 wrong, second right: mean 1e4
+    assert value == pytest.approx(2e4, rel=1e-12)  # summed over rows: the first is 2e4 wrong, the second right
     delta = xpnet.to_numpy(LOSSES["cross_entropy"].delta(xp, Z, A, Y, "softmax"))
     assert np.all(np.isfinite(delta))
+    fused, fused_delta = softmax_cross_entropy(backend.nx, Z, Y, 0.5)
+    assert float(fused) == pytest.approx(2e4, rel=1e-12)
+    np.testing.assert_allclose(xpnet.to_numpy(fused_delta), 0.5 * delta, rtol=1e-12, atol=0)
 
 
 def test_binary_cross_entropy_is_finite_for_huge_logits(backend):
@@ -57,7 +61,7 @@ def test_binary_cross_entropy_is_finite_for_huge_logits(backend):
     Y = _dev(backend, [[0.0], [0.0], [1.0]])
     A = ACTIVATIONS["sigmoid"].forward(xp, Z)
     value = float(LOSSES["binary_cross_entropy"].value(xp, Z, A, Y))
-    assert value == pytest.approx((1e4 + 0.0 + math.log(2)) / 3, rel=1e-12)
+    assert value == pytest.approx(1e4 + 0.0 + math.log(2), rel=1e-12)  # summed over the rows
 
 
 def test_losses_match_their_formulas(backend):
@@ -69,12 +73,29 @@ def test_losses_match_their_formulas(backend):
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     s = 1 / (1 + np.exp(-z))
     cases = [
-        ("cross_entropy", "softmax", y_onehot, -np.sum(y_onehot * np.log(p)) / 6),
-        ("binary_cross_entropy", "sigmoid", y01, -np.sum(y01 * np.log(s) + (1 - y01) * np.log(1 - s)) / 6),
-        ("mse", "sigmoid", y01, np.sum((s - y01) ** 2) / 12),
-        ("mse", "identity", y01, np.sum((z - y01) ** 2) / 12),
+        ("cross_entropy", "softmax", y_onehot, -np.sum(y_onehot * np.log(p))),  # losses sum over rows
+        ("binary_cross_entropy", "sigmoid", y01, -np.sum(y01 * np.log(s) + (1 - y01) * np.log(1 - s))),
+        ("mse", "sigmoid", y01, np.sum((s - y01) ** 2) / 2),
+        ("mse", "identity", y01, np.sum((z - y01) ** 2) / 2),
     ]
     for loss, output, y, expected in cases:
         Z = _dev(backend, z)
         A = ACTIVATIONS[output].forward(xp, Z)
         assert float(LOSSES[loss].value(xp, Z, A, _dev(backend, y))) == pytest.approx(expected, rel=1e-12), loss
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["allocating", "buffers"])
+def test_fused_softmax_head_matches_softmax_and_cross_entropy(backend, reuse):
+    """One head (shared max, exp, sum) gives the generic pair's loss and gradient; Z is only read."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(7, 5)) * 4
+    y = np.eye(5)[rng.integers(0, 5, 7)] * 0.9 + 0.02  # soft targets too
+    Z, Y = _dev(backend, z), _dev(backend, y)
+    A = ACTIVATIONS["softmax"].forward(backend.xp, Z)
+    value = float(LOSSES["cross_entropy"].value(backend.xp, Z, A, Y))
+    delta = xpnet.to_numpy(LOSSES["cross_entropy"].delta(backend.xp, Z, A, Y, "softmax"))
+    buf = Buffers(backend, enabled=reuse)
+    fused, fused_delta = softmax_cross_entropy(backend.nx, Z, Y, 1 / 7, buf)
+    assert float(fused) == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(xpnet.to_numpy(fused_delta), delta / 7, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(xpnet.to_numpy(Z), z)

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _EXPORTS = {  # public name -> the module that defines it
     "Backend": "backend", "DeviceError": "backend", "get_backend": "backend", "to_numpy": "backend",
     "Dataset": "data", "load_mnist": "data", "load_moons": "data", "make_moons": "data", "make_xor": "data",
     "read_idx": "data",
-    "load": "io",
+    "load": "model",
     "MLP": "model",
     "SGD": "optim", "Adam": "optim", "Constant": "optim", "Cosine": "optim", "StepDecay": "optim",
     "Scaler": "preprocess", "fit_scaler": "preprocess",
-    "Callback": "train", "EarlyStopping": "train", "History": "train", "OutOfMemory": "train",
-    "TrainingDiverged": "train", "TrainingInterrupted": "train", "fit": "train",
+    "History": "history",
+    "Callback": "train", "EarlyStopping": "train", "OutOfMemory": "train",
+    "TrainingDiverged": "train", "TrainingInterrupted": "train", "fit": "train", "train_step": "train",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str):

@@ -112,36 +112,32 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
     from .backend import Buffers, to_numpy
     from .model import MLP, batch_spans
     from .optim import SGD, Adam
-    from .train import run_epoch
+    from .train import run_epoch, train_step
 
     X, y = dataset(case)
     model = MLP(case.layers, device=device, dtype=case.dtype)
     backend = model.backend
     opt = SGD(0.01) if case.optimizer == "sgd" else Adam(1e-3)
-    opt.attach(model.params, backend if reuse_buffers else None)
     buf = Buffers(backend, enabled=reuse_buffers)
     if case.mode == "epoch":
-        Xd = model._features(X)
-        Yd, labels = model._targets(y, len(X))
+        Xd, Yd, labels = model.device_data(X, y)
         spans = batch_spans(len(X), case.batch)
         epochs = iter(range(10**9))
 
         def epoch() -> None:
-            order = backend.random(0, next(epochs)).permutation(len(X))
-            losses, correct, _ = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf)
-            to_numpy(model.xp.stack(losses)), int(correct)  # what fit reads once per epoch; also the synchronize
+            order = backend.random(0, next(epochs)).permutation(len(X), case.batch)  # as fit draws it
+            losses, corrects, _ = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf, onehot=True)
+            # what fit reads once per epoch; also the synchronize
+            to_numpy(model.xp.stack(losses)), float(model.xp.sum(model.xp.stack(corrects)))
 
         return epoch, len(X)
 
-    Xb = model._features(X[: case.batch])
-    Yb, _ = model._targets(y[: case.batch], case.batch)
+    Xb, Yb, _ = model.device_data(X[: case.batch], y[: case.batch])
     steps = _steps_for(case)
 
     def run() -> None:
         for _ in range(steps):
-            acts, Z, A = model._forward(Xb, buf)
-            _, grads = model._backward(acts, Z, A, Yb, buf)
-            opt.step(model.params, grads)
+            train_step(model, opt, Xb, Yb, buf=buf)
         backend.synchronize()
 
     return run, steps * case.batch
@@ -395,7 +391,7 @@ def environment(device: str = "cpu") -> dict:
 
     import array_api_compat
 
-    from . import __version__
+    from ._version import __version__
 
     env = {
         "date": time.strftime("%Y-%m-%d"),

@@ -255,7 +255,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = _Parser(prog="xpnet", description="Train fully connected networks with hand-written backprop on CPU or GPU.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -719,7 +719,7 @@ def _class_report(model, X, y):
 
 def _fine_tune_start(cfg: TrainConfig, explicit: set[str], data):
     """The model named by --init-from, checked against the data and the flags given."""
-    from .io import load
+    from .model import load
 
     if cfg.resume:
         raise UsageError("--init-from and --resume both set the starting weights: use one of them")
@@ -906,8 +906,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _saved_model(args: argparse.Namespace):
-    from .io import load
     """The model named by --model, with the flag (not the library's ``path=``) in any error."""
+    from .model import load
 
     _check_npz("--model", args.model, "an xpnet model file")
     with _as_flags(("path", "--model", args.model)):
@@ -1140,7 +1140,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import array_api_compat
     import numpy as np
 
-    from . import __version__
+    from ._version import __version__
 
     print(f"xpnet {__version__}  (Python {platform.python_version()}, {platform.machine()})")
     print(f"numpy {np.__version__}")
@@ -1335,10 +1335,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         sys.stdout, sys.stderr = stdout, stderr
-
-
-def run() -> None:
-    """Run with ``sys.argv`` and exit (the console script uses :func:`xpnet._launch.run`)."""
-    from ._launch import run as launch
-
-    launch()

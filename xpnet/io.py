@@ -1,4 +1,7 @@
-"""Model files: one ``.npz`` of host NumPy arrays plus JSON metadata; no pickle.
+"""Files: one ``.npz`` of host NumPy arrays plus JSON metadata; no pickle.
+
+This module knows bytes, arrays and metadata, not models or training: ``model.py``
+builds a model from what it reads, ``checkpoint.py`` a run's state.
 
 Layout (format version 2): ``W1, b1, ..., WL, bL``; with an input scaler also
 ``scale.shift`` and ``scale.factor`` (float64, ``(n_in,)``); and ``metadata``, the
@@ -27,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .backend import to_numpy
 
 FORMAT = "xpnet-model"
+CHECKPOINT_FORMAT = "xpnet-checkpoint"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: no classes, input scaling or data record
 
@@ -114,7 +118,7 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, metadata
 
 
-def _model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
+def model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
     """The model's host arrays by file name: weights, biases, and the input scaler if any."""
     arrays = {}
     for l in range(model.n_layers):
@@ -125,7 +129,7 @@ def _model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
     return arrays
 
 
-def _model_metadata(model) -> dict:
+def model_metadata(model) -> dict:
     """Architecture, classes, input scaling kind and data record (JSON-ready)."""
     return {**model.config(), "scale": None if model.scaler is None else model.scaler.kind, "data": model.data_info}
 
@@ -133,18 +137,17 @@ def _model_metadata(model) -> dict:
 def save_model(model, path) -> None:
     """Save ``model`` (any backend) to ``path``; see the module docstring for the layout."""
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
-                **_model_metadata(model)}
-    save_arrays(path, _model_arrays(model), metadata)
+                **model_metadata(model)}
+    save_arrays(path, model_arrays(model), metadata)
 
 
 MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
 OPTIONAL_KEYS = ("classes",)  # absent from version 1 files
 
 
-def _checked_config(meta: Any, where: str) -> dict:
-    """The model config in ``meta``, validated by building it (no weights are drawn)."""
-    from .model import MLP
-
+def checked_config(meta: Any, where: str, validate) -> dict:
+    """The model config in ``meta``; ``validate(**config)`` (the model's own check, which
+    draws no weights) raises for values it does not take."""
     if not isinstance(meta, dict):
         raise ValueError(f"{where} has model metadata that is not a JSON object")
     missing = [k for k in MODEL_KEYS if k not in meta]
@@ -155,7 +158,7 @@ def _checked_config(meta: Any, where: str) -> dict:
     if "classes" in config and not isinstance(config["classes"], list):
         raise ValueError(f"{where} has invalid metadata: classes={config['classes']!r} is not a list")
     try:
-        MLP.from_arrays([], backend="numpy", **dict(config))
+        validate(**dict(config))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where} has invalid metadata: {exc}") from None
     if isinstance(config["seed"], bool) or not isinstance(config["seed"], int) or config["seed"] < 0:
@@ -163,7 +166,7 @@ def _checked_config(meta: Any, where: str) -> dict:
     return config
 
 
-def _checked_params(arrays: dict, config: dict, where: str, prefix: str = "") -> list[np.ndarray]:
+def checked_params(arrays: dict, config: dict, where: str, prefix: str = "") -> list[np.ndarray]:
     """``[W1, b1, ...]`` from ``arrays`` (names ``prefix + 'W1'`` ...), checked against ``config``."""
     sizes, dtype = config["sizes"], np.dtype(config["dtype"])
     out = []
@@ -180,7 +183,7 @@ def _checked_params(arrays: dict, config: dict, where: str, prefix: str = "") ->
     return out
 
 
-def _checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
+def checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
     """The file's format version if this xpnet reads it; else a ValueError that says why."""
     version = meta.get("format_version")
     if meta.get("format") != fmt:
@@ -194,7 +197,7 @@ def _checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
     return version
 
 
-def _checked_scaler(arrays: dict, kind: Any, n_in: int, where: str):
+def checked_scaler(arrays: dict, kind: Any, n_in: int, where: str):
     """The input scaler stored in ``arrays`` (or None), checked against the metadata."""
     from .preprocess import Scaler
 
@@ -214,53 +217,6 @@ def _checked_scaler(arrays: dict, kind: Any, n_in: int, where: str):
     return scaler
 
 
-def _model_from(arrays: dict, meta: dict, where: str, prefix: str, backend: Any, device: Any):
-    """Build the model stored in ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
-    from .model import MLP
-
-    config = _checked_config(meta, where)
-    params = _checked_params(arrays, config, where, prefix)
-    scaler = _checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
-    data_info = meta.get("data")
-    if data_info is not None and not isinstance(data_info, dict):
-        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
-    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, data_info=data_info, **config)
-
-
-def load(path, device: Any = "cpu", backend: Any = None):
-    """Load a model saved by :meth:`MLP.save` (format version 1 or 2), or the model inside a
-    checkpoint written by :func:`~xpnet.fit`, onto any backend and device.
-
-    Raises:
-        ValueError: the file is missing, unreadable, not an xpnet model or checkpoint,
-            from a newer xpnet, or its arrays do not match its metadata. Nothing in the
-            file is executed.
-    """
-    arrays, meta = load_arrays(path)
-    where = f"path={str(path)!r}"
-    if meta.get("format") == CHECKPOINT_FORMAT:
-        _checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
-        model_meta = meta.get("model")
-        if not isinstance(model_meta, dict):
-            raise ValueError(f"{where} has malformed metadata: no model description")
-        return _model_from(arrays, model_meta, where, "param.", backend, device)
-    _checked_version(meta, where, FORMAT, "an xpnet model file")
-    model = _model_from(arrays, meta, where, "", backend, device)
-    expected = {f"{k}{l}" for l in range(1, len(model.sizes)) for k in "Wb"}
-    if model.scaler is not None:
-        expected |= {"scale.shift", "scale.factor"}
-    extra = sorted(set(arrays) - expected)
-    if extra:
-        raise ValueError(f"{where} arrays do not match sizes={model.sizes}: unexpected {extra}")
-    return model
-
-
-# ------------------------------------------------------------------ checkpoints
-CHECKPOINT_FORMAT = "xpnet-checkpoint"
-# run settings that must match for a resume to continue the same run
-RESUME_KEYS = ("m", "n_in", "targets", "batch_size", "seed", "shuffle", "optimizer")
-
-
 def check_writable(path, name: str) -> None:
     """ValueError unless a file can be created at ``path`` (nothing is written).
 
@@ -275,101 +231,3 @@ def check_writable(path, name: str) -> None:
         raise ValueError(f"{shown}: directory {str(directory)!r} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValueError(f"{shown}: directory {str(directory)!r} is not writable")
-
-
-def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, run: dict) -> None:
-    """Write everything a resume needs, atomically: weights, optimizer state, history,
-    callback state, the position (epoch, step inside it, partial sums) and the run's settings."""
-    arrays = _model_arrays(model, "param.")
-    opt_meta, opt_arrays = optimizer.state()
-    for name, values in opt_arrays.items():
-        for i, a in enumerate(values):
-            arrays[f"opt.{name}.{i}"] = to_numpy(a)
-    cb_meta = []
-    for k, cb in enumerate(callbacks):
-        if hasattr(cb, "state"):
-            meta, values = cb.state()
-            cb_meta.append({"index": k, "type": type(cb).__name__, "state": meta, "arrays": len(values)})
-            for i, a in enumerate(values):
-                arrays[f"cb.{k}.{i}"] = to_numpy(a)
-    losses = position.get("losses")
-    arrays["position.losses"] = np.zeros(0, model.dtype) if losses is None else np.asarray(losses)
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "xpnet_version": __version__,
-        "model": _model_metadata(model),
-        "run": run,
-        "position": {"epoch": position["epoch"], "step": position["step"], "correct": position["correct"]},
-        "history": history.to_dict(),
-        "optimizer": opt_meta,
-        "callbacks": cb_meta,
-    }
-    save_arrays(path, arrays, metadata)
-
-
-def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes: bool = False):
-    """Restore a checkpoint into ``model``, ``optimizer`` (attached) and ``callbacks``.
-
-    Returns ``(history, position)``. Raises ValueError for a damaged file or for one
-    written by a different architecture, classes, input scaling, data shape, batch size,
-    seed or optimizer; and for other optimizer hyperparameters (learning rate, momentum,
-    schedule, weight decay, ...) unless ``allow_changes``, in which case the history
-    records each change (``history.changes``).
-    """
-    from .train import History, _Position
-
-    arrays, meta = load_arrays(path)
-    where = f"resume={str(path)!r}"
-    _checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
-    try:
-        config = _checked_config(meta["model"], where)
-        saved_run, position, opt_meta = dict(meta["run"]), dict(meta["position"]), dict(meta["optimizer"])
-        history = History.from_dict(dict(meta["history"]))
-        epoch, step, correct = int(position["epoch"]), int(position["step"]), int(position["correct"])
-        cb_meta = list(meta["callbacks"])
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith(where):
-            raise
-        raise ValueError(f"{where} has malformed metadata ({type(exc).__name__}: {exc})") from None
-    mine = model.config()
-    for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
-        if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
-            raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
-    scaler = _checked_scaler(arrays, meta["model"].get("scale"), config["sizes"][0], where)
-    if scaler != model.scaler and not (scaler is None and model.scaler is None):
-        raise ValueError(f"{where} was written with another input scaling ({scaler or 'none'}) than this run's "
-                         f"({model.scaler or 'none'}): resume with the same data and --scale")
-    for key in RESUME_KEYS:
-        if saved_run.get(key) != run.get(key):
-            raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
-                             f"{key}={run.get(key)!r}: resume with the same data and settings")
-    changed = {k: [opt_meta.get(k), v] for k, v in optimizer.hyperparameters().items() if opt_meta.get(k) != v}
-    if changed and not allow_changes:
-        listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
-        raise ValueError(f"{where} was written with other optimizer settings: {listed}; resume with the same ones, "
-                         "or allow the change (--allow-changes; fit(..., allow_changes=True)), which the history records")
-    if not (0 <= epoch <= run["epochs"]) or step < 0 or len(history.epoch) != epoch:
-        raise ValueError(
-            f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
-        )
-    params = _checked_params(arrays, config, where, prefix="param.")
-    opt_arrays = {}
-    for name in optimizer.STATE:
-        values = [arrays.get(f"opt.{name}.{i}") for i in range(len(params))]
-        if getattr(optimizer, name) is not None:
-            if any(v is None or v.shape != p.shape or v.dtype != p.dtype for v, p in zip(values, params)):
-                raise ValueError(f"{where} optimizer state {name!r} is missing or does not match the parameters")
-        opt_arrays[name] = values
-    losses = arrays.get("position.losses")
-    if losses is None or losses.ndim != 1 or len(losses) != step:
-        raise ValueError(f"{where} has partial-epoch losses that do not match step {step}")
-    model.params[:] = [model.backend.asarray(p) for p in params]
-    optimizer.load_state(opt_meta, opt_arrays, model.backend.asarray)
-    for entry in cb_meta:
-        k = int(entry["index"])
-        if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
-            callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
-    if changed:
-        history.changes.append({"epoch": epoch + 1, "step": step, "changed": changed})
-    return history, _Position(epoch, step, losses if step else None, correct)

@@ -8,20 +8,27 @@ The classic tutorials keep samples as columns and write ``Z = W X + b`` with
 Every array operation goes through ``self.backend.xp``, or in the training step
 ``self.backend.nx`` (the same namespace, plus ``out=`` where NumPy honours it), so
 the same code runs on NumPy, CuPy and any array-API namespace.
+
+Parameters live in one contiguous buffer per model, :attr:`MLP.flat`: the weights
+``W1 ... WL`` first, then the biases ``b1 ... bL``. :attr:`MLP.params` are views into
+it, so ``W1`` is still ``W1`` to the reader, while an optimizer updates the whole
+network in a handful of whole-buffer operations and data-parallel training reduces
+one array. Gradients come back in the same layout.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat
 import numpy as np
 
+from . import io
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
-from .losses import DEFAULT_LOSS, LOSSES
+from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler
 from .validate import check_choice, check_features, check_targets
 
@@ -71,6 +78,66 @@ def check_classes(classes: Any, n_classes: int) -> np.ndarray:
         raise ValueError(f"classes={_preview(arr.tolist())} has {len(arr)} classes but the network predicts "
                          f"{n_classes}: expected {n_classes} classes")
     return arr
+
+
+class ParamList(list):
+    """:attr:`MLP.params`: per-layer views into the model's flat buffer.
+
+    Assigning an item (``model.params[0] = W``) or a slice copies the values into the
+    buffer, so nothing can detach a layer from it; the layout is fixed, so the list
+    cannot grow or shrink.
+    """
+
+    def __init__(self, model: MLP, views: list):
+        super().__init__(views)
+        self._model = model
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):
+            targets, values = range(len(self))[index], list(value)
+            if len(values) != len(targets):
+                raise ValueError(f"model.params[{index.start}:{index.stop}] takes {len(targets)} arrays, "
+                                 f"got {len(values)}: the layout is fixed")
+            for i, v in zip(targets, values):
+                self._model._write_param(i, v)
+        else:
+            self._model._write_param(range(len(self))[index], value)
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError("model.params has a fixed layout (views into model.flat): assign its items instead")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed
+
+
+def _check_memory(n_params: int, itemsize: int, sizes: list[int]) -> None:
+    """Refuse, before anything is allocated, weights that cannot fit in this machine's memory."""
+    import os
+
+    need = n_params * itemsize
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: no figure to check against
+        return
+    if need > free:
+        raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} weights alone "
+                         f"({itemsize} bytes each), more than the {free / 2**30:.1f} GiB of free memory: "
+                         "use narrower layers")
+
+
+def _checked_backend(backend: Backend) -> Backend:
+    """``backend``, if its arrays can be updated in place (every update in xpnet is)."""
+    if not backend.mutable:
+        raise ValueError(f"backend={backend.name!r} has immutable arrays (like JAX): xpnet updates its parameter "
+                         "buffer in place; use NumPy, CuPy, array-api-strict or PyTorch")
+    return backend
+
+
+class Gradient(NamedTuple):
+    """What :meth:`MLP.backprop` returns for one batch."""
+
+    loss: Any  # 0-d device array: the loss summed over the batch's rows
+    correct: Any  # 0-d device count of correct predictions, or None when not asked for
+    grad: Any  # (n_params,) device array in the layout of MLP.flat: the sum over rows / batch_size
 
 
 def _check_sizes(sizes: Any) -> list[int]:
@@ -141,13 +208,15 @@ class MLP:
         self.seed = seed
         self._set_scale(scale)
         self.data_info: dict | None = None
-        self.backend: Backend = get_backend(backend, device)
-        rng = self.backend.random(seed)
-        self.params = []
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            W = rng.normal((n_in, n_out), dtype, scale=INITS[self.init](n_in))
-            b = self.xp.zeros((n_out,), dtype=self.backend.dtype(dtype), device=self.backend.device)
-            self.params += [W, b]
+        self.backend: Backend = _checked_backend(get_backend(backend, device))
+        _check_memory(self.n_params, np.dtype(self.dtype).itemsize, self.sizes)
+        # Drawn on the host, layer by layer in blocks of rows, straight into the flat layout:
+        # the same numbers on every backend, and a peak near the final float32 buffer.
+        rng, host = self.backend.random(seed), np.zeros(self.n_params, dtype=self.dtype)
+        for l in range(self.n_layers):
+            start, stop, shape = self._slices[2 * l]
+            rng.fill_normal(host[start:stop].reshape(shape), scale=INITS[self.init](shape[0]))
+        self._bind(self.backend.asarray(host))  # one transfer
 
     def _configure(self, sizes, activation, output, loss, init, dtype, classes=None) -> None:
         self.sizes = _check_sizes(sizes)
@@ -170,6 +239,7 @@ class MLP:
             init = "he" if self.activation in ("relu", "leaky_relu") else "xavier"
         self.init = check_choice(init, "init", tuple(INITS))
         self.dtype = check_choice(dtype, "dtype", DTYPES)
+        self._layout()
         if classes is not None and not self.takes_labels:
             raise ValueError(f"classes={_preview(list(classes))} with a single identity output: a regressor has no classes")
         self.classes = None if classes is None else check_classes(classes, self.n_label_values)
@@ -186,6 +256,61 @@ class MLP:
         elif scale is not None:
             self._scale_to_fit = check_choice(scale, "scale", SCALE_CHOICES + (None,))
         self._device_cache: dict = {}
+
+    # ------------------------------------------------------- the flat buffer
+    def _layout(self) -> None:
+        """Where each parameter lives in :attr:`flat`: weights first, then biases."""
+        shapes = [s for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]) for s in ((n_in, n_out), (n_out,))]
+        order = list(range(0, len(shapes), 2)) + list(range(1, len(shapes), 2))  # W1..WL, b1..bL
+        self._slices: list = [None] * len(shapes)  # params index -> (start, stop, shape)
+        start = 0
+        for i in order:
+            stop = start + math.prod(shapes[i])
+            self._slices[i] = (start, stop, shapes[i])
+            start = stop
+        self.n_weights = self._slices[1][0]  # where the biases begin
+
+    def _bind(self, flat) -> None:
+        """Make ``flat`` the parameter buffer and :attr:`params` views into it."""
+        self.flat = flat
+        self._params = ParamList(self, self.views(flat))
+
+    def views(self, flat) -> list:
+        """Per-layer views ``[W1, b1, W2, b2, ...]`` of any array in the flat layout
+        (the parameters, a gradient, an optimizer's moments)."""
+        xp = self.xp
+        return [xp.reshape(flat[start:stop], shape) for start, stop, shape in self._slices]
+
+    def pack(self, arrays: Sequence):
+        """Arrays ``[W1, b1, ...]`` (host or device) as one new device array in the flat layout."""
+        xp, dtype = self.xp, self.backend.dtype(self.dtype)
+        by_position = sorted(range(len(self._slices)), key=lambda i: self._slices[i][0])
+        parts = [xp.reshape(self.backend.asarray(arrays[i], dtype), (-1,)) for i in by_position]
+        return xp.concat(parts)
+
+    @property
+    def params(self) -> ParamList:
+        """``[W1, b1, W2, b2, ...]``: views into :attr:`flat`; ``W`` is ``(n_{l-1}, n_l)``."""
+        return self._params
+
+    @params.setter
+    def params(self, arrays: Sequence) -> None:
+        arrays = list(arrays)
+        if len(arrays) != len(self._slices):
+            raise ValueError(f"params takes {len(self._slices)} arrays [W1, b1, ...], got {len(arrays)}")
+        for i, a in enumerate(arrays):
+            self._check_param(i, a)
+        self.flat[...] = self.pack(arrays)  # into the same buffer: views and optimizers stay attached
+
+    def _check_param(self, i: int, value):
+        shape = self._slices[i][2]
+        if tuple(value.shape) != shape:
+            name = f"{'Wb'[i % 2]}{i // 2 + 1}"
+            raise ValueError(f"params[{i}] ({name}) has shape {tuple(value.shape)}: expected {shape}")
+
+    def _write_param(self, i: int, value) -> None:
+        self._check_param(i, value)
+        self._params[i][...] = self.backend.asarray(value, self.backend.dtype(self.dtype))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -385,11 +510,11 @@ class MLP:
 
     # ------------------------------------------------------------ the math
     def _forward(self, X, buf: Buffers = NO_BUFFERS):
-        """Forward pass; returns ``(acts, Z, A)``.
+        """Forward pass up to the logits; returns ``(acts, Z)``.
 
-        ``acts = [X, A_1, ..., A_{L-1}]`` are the inputs of each layer, ``Z`` the
-        logits ``(m, n_out)`` and ``A`` the outputs ``(m, n_out)``. With ``buf``,
-        results land in reused arrays (see :class:`~xpnet.backend.Buffers`).
+        ``acts = [X, A_1, ..., A_{L-1}]`` are the inputs of each layer and ``Z`` the
+        logits ``(m, n_out)``. With ``buf``, results land in reused arrays (see
+        :class:`~xpnet.backend.Buffers`).
         """
         nx = self.backend.nx
         hidden = ACTIVATIONS[self.activation].forward
@@ -403,50 +528,106 @@ class MLP:
             if l < last:
                 A = hidden(nx, Z, out=Z if buf.enabled else None)  # in place: the backward pass needs only A
                 acts.append(A)
-        return acts, Z, ACTIVATIONS[self.output].forward(nx, Z)
+        return acts, Z
 
-    def _backward(self, acts, Z, A, Y, buf: Buffers = NO_BUFFERS):
-        """Backprop from the loss; returns ``(loss as a 0-d device array, grads)``.
+    def _output(self, Z):
+        return ACTIVATIONS[self.output].forward(self.backend.nx, Z)
 
-        With ``buf`` the gradients are reused arrays, valid until the next call.
+    def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
+                 buf: Buffers = NO_BUFFERS) -> Gradient:
+        """Forward and backward pass over one batch already on the device.
+
+        Args:
+            X: ``(m, n_in)`` features and ``Y`` ``(m, n_out)`` targets, as
+                :meth:`device_data` returns them.
+            batch_size: what the gradient is divided by (default ``m``). Data-parallel
+                training passes the global batch, so that the per-process gradients
+                sum to the global mean.
+            labels: ``(m,)`` device class indices; with them the correct predictions
+                are counted.
+            onehot: ``Y`` is one-hot (class labels): the correct predictions are then
+                counted from ``Y`` itself, without labels.
+            buf: reused arrays (NumPy); the gradient is then a buffer of ``buf``,
+                valid until the next call.
+
+        Returns:
+            :class:`Gradient`: the loss summed over the rows (0-d), the correct count
+            (0-d, or ``None``) and the flat gradient ``sum over rows / batch_size``.
         """
         nx = self.backend.nx
-        loss = LOSSES[self.loss]
-        value = loss.value(nx, Z, A, Y)
-        dZ = loss.delta(nx, Z, A, Y, self.output)  # (m, n_L), already divided by m
+        m = X.shape[0]
+        scale = 1.0 / (batch_size or m)
+        acts, Z = self._forward(X, buf)
+        if self.output == "softmax" and self.loss == "cross_entropy":
+            # one head: max, exp and sum shared by the softmax, the loss and its gradient
+            value, dZ = softmax_cross_entropy(nx, Z, Y, scale, buf)
+        else:
+            A, loss = self._output(Z), LOSSES[self.loss]
+            value = loss.value(nx, Z, A, Y)
+            dZ = loss.delta(nx, Z, A, Y, self.output)
+            dZ *= scale  # dZ is a fresh array here
+        correct = None
+        if onehot and Z.shape[1] > 1:  # Y's entry at the arg-max: 1 exactly when the prediction is right
+            pick = nx.reshape(nx.argmax(Z, axis=1), (m, 1))
+            correct = nx.sum(nx.take_along_axis(Y, pick, axis=1))
+        elif labels is not None:
+            if Z.shape[1] > 1:
+                pred = nx.argmax(Z, axis=1)
+            else:  # one unit: sigmoid(z) >= 0.5 exactly when z >= 0
+                pred = nx.astype(Z[:, 0] >= 0.0, labels.dtype)
+            correct = nx.sum(nx.astype(pred == labels, Z.dtype))
+
+        grad_flat = buf("grad", (self.n_params,), Z.dtype)
+        grads = [None] * len(self._slices) if grad_flat is None else self.views(grad_flat)
         hidden_backward = ACTIVATIONS[self.activation].backward
-        grads = [None] * len(self.params)
         for l in reversed(range(self.n_layers)):
             A_prev, W = acts[l], self.params[2 * l]  # (m, n_{l-1}), (n_{l-1}, n_l)
-            grads[2 * l] = nx.matmul(A_prev.T, dZ, out=buf(("dW", l), W.shape, W.dtype))  # (n_{l-1}, n_l)
-            grads[2 * l + 1] = nx.sum(dZ, axis=0, out=buf(("db", l), (W.shape[1],), W.dtype))  # (n_l,)
+            grads[2 * l] = nx.matmul(A_prev.T, dZ, out=grads[2 * l])  # (n_{l-1}, n_l)
+            grads[2 * l + 1] = nx.sum(dZ, axis=0, out=grads[2 * l + 1])  # (n_l,)
             if l > 0:
                 dA = nx.matmul(dZ, W.T, out=buf(("dA", l), A_prev.shape, W.dtype))  # (m, n_{l-1})
                 dZ = hidden_backward(nx, A_prev, dA, out=dA if buf.enabled else None)
-        return value, grads
+        if grad_flat is None:  # no out=: the per-layer results, laid out in one array (one concat)
+            grad_flat = self.pack(grads)
+        return Gradient(value, correct, grad_flat)
 
     # ------------------------------------------------------------- public API
+    def device_data(self, X, y=None, names: tuple[str, str] = ("X", "y")):
+        """Validate and move a data set to the device once: ``(X, Y, labels)``.
+
+        ``X`` ``(m, n_in)`` in the model dtype with the input scaling applied; ``Y``
+        ``(m, n_out)`` targets (one-hot for class labels, which go through
+        :attr:`classes`); ``labels`` ``(m,)`` int64 output indices, or ``None`` for
+        regression. Without ``y``, ``Y`` and ``labels`` are ``None``. ``names`` are the
+        arguments' names in error messages.
+        """
+        Xd = self._features(X, names[0])
+        if y is None:
+            return Xd, None, None
+        Y, labels = self._targets(y, Xd.shape[0], names[1])
+        return Xd, Y, labels
+
     def forward(self, X):
         """Network outputs ``(m, n_out)`` for ``X`` ``(m, n_in)``, as a backend array."""
-        return self._forward(self._features(X))[2]
+        return self._output(self._forward(self._features(X))[1])
 
     def loss_and_grads(self, X, y) -> tuple[float, list]:
         """Mean loss over the samples and its gradient for every parameter.
 
-        Returns ``(loss, grads)`` with ``grads`` in the order of :attr:`params`.
+        Returns ``(loss, grads)`` with ``grads`` in the order of :attr:`params`
+        (views into one flat gradient, laid out like :attr:`flat`).
         """
-        Xd = self._features(X)
-        Y, _ = self._targets(y, Xd.shape[0])
-        value, grads = self._backward(*self._forward(Xd), Y)
-        return float(value), grads
+        Xd, Y, _ = self.device_data(X, y)
+        value, _, grad = self.backprop(Xd, Y)
+        return float(value) / Xd.shape[0], self.views(grad)
 
     def _outputs(self, Xd):
         """Outputs for device ``Xd`` in chunks of EVAL_BATCH rows."""
-        chunks = [self._forward(Xd[s:e, :])[2] for s, e in batch_spans(Xd.shape[0], EVAL_BATCH)]
+        chunks = [self._output(self._forward(Xd[s:e, :])[1]) for s, e in batch_spans(Xd.shape[0], EVAL_BATCH)]
         return chunks[0] if len(chunks) == 1 else self.xp.concat(chunks, axis=0)
 
     def _labels_of(self, A):
-        """Class labels ``(m,)`` from outputs: argmax, or a 0.5 threshold for one unit."""
+        """Output indices ``(m,)`` from outputs: argmax, or a 0.5 threshold for one unit."""
         xp = self.xp
         if A.shape[1] > 1:
             return xp.argmax(A, axis=1)
@@ -476,18 +657,17 @@ class MLP:
         ``accuracy`` is left out for regression (identity output with real targets).
         Values are summed on the device and read back once.
         """
-        Xd = self._features(X)
-        m = Xd.shape[0]
-        Y, labels = self._targets(y, m)
-        return self._evaluate(Xd, Y, labels)
+        return self.scores(*self.device_data(X, y))
 
-    def _evaluate(self, Xd, Y, labels) -> dict:
+    def scores(self, Xd, Y, labels) -> dict:
+        """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it."""
         xp, m = self.xp, Xd.shape[0]
         loss = LOSSES[self.loss].value
         total, correct = 0.0, 0
         for s, e in batch_spans(m, EVAL_BATCH):
-            _, Z, A = self._forward(Xd[s:e, :])
-            total = total + loss(xp, Z, A, Y[s:e, :]) * (e - s)
+            Z = self._forward(Xd[s:e, :])[1]
+            A = self._output(Z)
+            total = total + loss(xp, Z, A, Y[s:e, :])  # summed over the rows
             if labels is not None:
                 correct = correct + xp.sum(xp.astype(self._labels_of(A) == labels[s:e], xp.int64))
         out = {"loss": float(total) / m}
@@ -496,32 +676,89 @@ class MLP:
         return out
 
     def to(self, device: Any = "cpu", backend: Any = None) -> MLP:
-        """Move the parameters to another device or backend, in place; returns self."""
-        target = get_backend(backend, device)
-        self.params = [target.asarray(to_numpy(p)) for p in self.params]
+        """Move the parameters to another device or backend, in place; returns self.
+
+        The model gets a new flat buffer there: an optimizer attached to the old one must
+        be attached again (:func:`~xpnet.fit` attaches on every call).
+        """
+        target = _checked_backend(get_backend(backend, device))
+        flat = target.asarray(to_numpy(self.flat))
         self.backend = target
+        self._bind(flat)
         self._device_cache.clear()
         return self
 
     def save(self, path) -> None:
-        """Write the model to ``path``: an ``.npz`` of host arrays plus JSON metadata (atomic)."""
-        from .io import save_model
+        """Write the model to ``path``: an ``.npz`` of host arrays plus JSON metadata (atomic);
+        the layout is described in :mod:`xpnet.io`."""
+        io.save_model(self, path)
 
-        save_model(self, path)
+    @classmethod
+    def check_config(cls, **config) -> None:
+        """Raise ValueError for :meth:`config` values this class does not take (builds nothing)."""
+        config = dict(config)
+        seed = config.pop("seed", 0)
+        cls.__new__(cls)._configure(**config)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
 
     @classmethod
     def from_arrays(cls, arrays: Sequence, *, backend: Any = None, device: Any = "cpu", scale: Scaler | None = None,
                     data_info: dict | None = None, **config) -> MLP:
         """Build a model from host arrays ``[W1, b1, ...]``, :meth:`config` values, and
         optionally a fitted ``scale`` and a ``data_info`` record."""
+        cls.check_config(**config)
         seed = config.pop("seed", 0)
         self = cls.__new__(cls)
         self._configure(**config)
         self.seed = seed
         self._set_scale(scale)
         self.data_info = data_info
-        self.backend = get_backend(backend, device)
-        dtype = self.backend.dtype(self.dtype)
-        self.params = [self.backend.asarray(a, dtype) for a in arrays]
+        self.backend = _checked_backend(get_backend(backend, device))
+        arrays = list(arrays)
+        if len(arrays) != len(self._slices):
+            raise ValueError(f"arrays has {len(arrays)} entries: expected {len(self._slices)}, [W1, b1, ...] "
+                             f"for sizes={self.sizes}")
+        for i, a in enumerate(arrays):
+            self._check_param(i, a)
+        self._bind(self.pack(arrays))
         return self
 
+
+def _model_from(arrays: dict, meta: dict, where: str, prefix: str, backend: Any, device: Any) -> MLP:
+    """Build the model stored in ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
+    config = io.checked_config(meta, where, MLP.check_config)
+    params = io.checked_params(arrays, config, where, prefix)
+    scaler = io.checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
+    data_info = meta.get("data")
+    if data_info is not None and not isinstance(data_info, dict):
+        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
+    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, data_info=data_info, **config)
+
+
+def load(path, device: Any = "cpu", backend: Any = None) -> MLP:
+    """Load a model saved by :meth:`MLP.save` (format version 1 or 2), or the model inside a
+    checkpoint written by :func:`~xpnet.fit`, onto any backend and device.
+
+    Raises:
+        ValueError: the file is missing, unreadable, not an xpnet model or checkpoint,
+            from a newer xpnet, or its arrays do not match its metadata. Nothing in the
+            file is executed.
+    """
+    arrays, meta = io.load_arrays(path)
+    where = f"path={str(path)!r}"
+    if meta.get("format") == io.CHECKPOINT_FORMAT:
+        io.checked_version(meta, where, io.CHECKPOINT_FORMAT, "an xpnet checkpoint")
+        model_meta = meta.get("model")
+        if not isinstance(model_meta, dict):
+            raise ValueError(f"{where} has malformed metadata: no model description")
+        return _model_from(arrays, model_meta, where, "param.", backend, device)
+    io.checked_version(meta, where, io.FORMAT, "an xpnet model file")
+    model = _model_from(arrays, meta, where, "", backend, device)
+    expected = {f"{k}{l}" for l in range(1, len(model.sizes)) for k in "Wb"}
+    if model.scaler is not None:
+        expected |= {"scale.shift", "scale.factor"}
+    extra = sorted(set(arrays) - expected)
+    if extra:
+        raise ValueError(f"{where} arrays do not match sizes={model.sizes}: unexpected {extra}")
+    return model

@@ -1,14 +1,12 @@
 """Optimizers and learning-rate schedules; each update rule written once in ``xp``.
 
-Updates use augmented assignment (``p -= step``) and store the result back in
-the list. On a backend whose arrays are mutable (NumPy, CuPy, array-api-strict,
-PyTorch) that updates the array in place; on one whose arrays are immutable
-(JAX) Python falls back to ``p = p - step`` and the new array replaces the old.
-Both are the same line of code. Intermediates go to one scratch array per
-parameter where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a
-NumPy step allocates nothing; elsewhere the same lines allocate.
+Updates are in place (``p -= step``), so xpnet needs a namespace whose arrays are
+mutable (NumPy, CuPy, array-api-strict, PyTorch); JAX's immutable arrays are
+refused when a model is built. Intermediates go to one scratch array per updated
+array where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a NumPy
+step allocates nothing; elsewhere the same lines allocate.
 
-Weight decay applies to weight matrices only (2-D parameters), not to biases.
+Weight decay applies to weights only, not to biases (see :class:`Optimizer`).
 """
 
 from __future__ import annotations
@@ -73,7 +71,15 @@ def make_schedule(schedule: Any):
 
 # --------------------------------------------------------------- optimizers
 class Optimizer:
-    """Base: a learning rate, a schedule, and state made on the first step."""
+    """Base: a learning rate, a schedule, and state made on the first step.
+
+    An optimizer updates a list of arrays in place. :func:`~xpnet.fit` hands it one
+    array, the model's flat parameter buffer (:attr:`MLP.flat`), with ``decay=[n]``:
+    weight decay applies to its first ``n`` elements, where the model lays out its
+    weights (biases follow). Each update is then a handful of whole-buffer
+    operations, whatever the depth of the network. Given per-layer arrays instead,
+    weight decay applies to the 2-D ones (weights), not to biases.
+    """
 
     def __init__(self, lr: float, weight_decay: float, schedule: Any):
         self.lr = check_positive(lr, "lr")
@@ -82,15 +88,26 @@ class Optimizer:
         self.current_lr = self.lr
         self.xp = None  # set by attach()
         self.nx = None
+        self.bound_to = None  # the array train_step attached this optimizer to
         self.scratch: list = []
+        self._decay: list = []  # per array: None, or how many leading elements decay (all: its size)
+        self._wd: list = []  # per array: 0.0, the weight decay, or a (size,) mask of it
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Set the learning rate for ``epoch`` (0-based) of ``epochs``."""
         self.current_lr = self.lr * self.schedule(epoch, epochs)
+        self._lr_changed()
 
-    def attach(self, params: list, backend=None) -> None:
+    def _lr_changed(self) -> None:
+        pass
+
+    def attach(self, params: list, backend=None, decay: list | None = None) -> None:
         """Bind to ``params``'s backend (found from the arrays if not given) and make
-        zeroed state for them, plus scratch arrays where ``out=`` is honoured."""
+        zeroed state for them, plus scratch arrays where ``out=`` is honoured.
+
+        ``decay``: for each array, whether weight decay applies to it (``True``/``False``)
+        or to its first ``n`` elements (an int); default: the 2-D arrays.
+        """
         if backend is None:
             from .backend import _OutIgnored
 
@@ -99,12 +116,30 @@ class Optimizer:
         else:
             self.xp, self.nx = backend.xp, backend.nx
             self.scratch = [self.nx.empty_like(p) if backend.supports_out else None for p in params]
+        decay = [p.ndim == 2 for p in params] if decay is None else list(decay)
+        if len(decay) != len(params):
+            raise ValueError(f"decay has {len(decay)} entries for {len(params)} arrays: expected one per array")
+        self._decay, self._wd = [], []
+        for p, d in zip(params, decay):
+            size = math.prod(p.shape)
+            n = size if d is True else 0 if d is False else int(d)
+            self._decay.append(n or None)
+            if not self.weight_decay or not n:
+                self._wd.append(0.0)
+            elif n == size:
+                self._wd.append(self.weight_decay)
+            else:  # decay on the leading n elements only: one mask, made once, where p lives
+                device = array_api_compat.device(p)
+                mask = self.xp.concat([self.xp.full((n,), self.weight_decay, dtype=p.dtype, device=device),
+                                       self.xp.zeros((size - n,), dtype=p.dtype, device=device)])
+                self._wd.append(self.xp.reshape(mask, p.shape))
         self._init_state(params)
+        self._lr_changed()
 
     def _init_state(self, params: list) -> None:
         pass
 
-    STATE: tuple[str, ...] = ()  # names of the per-parameter state lists
+    STATE: tuple[str, ...] = ()  # names of the per-array state lists
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
@@ -115,18 +150,20 @@ class Optimizer:
         return meta, {name: list(getattr(self, name) or []) for name in self.STATE}
 
     def load_state(self, meta: dict, arrays: dict[str, list], to_device) -> None:
-        """Restore what :meth:`state` returned (after :meth:`attach`); ``to_device`` moves host arrays."""
+        """Restore what :meth:`state` returned (after :meth:`attach`); ``to_device`` moves host
+        arrays. The values are copied into the state arrays made by :meth:`attach`."""
         if hasattr(self, "t"):
             self.t = int(meta["t"])
         for name in self.STATE:
-            if getattr(self, name) is not None:
-                setattr(self, name, [to_device(a) for a in arrays[name]])
+            mine = getattr(self, name)
+            if mine is None:
+                continue
+            for target, value in zip(mine, arrays[name], strict=True):
+                target[...] = to_device(value)
 
     def step(self, params: list, grads: list) -> None:
-        """Update ``params`` (a list, changed in place) from ``grads`` (same order).
-
-        ``grads`` are only read. The first call attaches to ``params`` if
-        :meth:`attach` was not called.
+        """Update ``params`` (a list of arrays, each changed in place) from ``grads`` (same
+        order, only read). The first call attaches to ``params`` if :meth:`attach` was not called.
         """
         if self.xp is None:
             self.attach(params)
@@ -173,18 +210,18 @@ class SGD(Optimizer):
         self.velocity = self._zeros_like(params) if self.momentum else None
 
     def _step(self, params: list, grads: list) -> None:
-        nx, lr, mu, wd = self.nx, self.current_lr, self.momentum, self.weight_decay
+        # Array operations per array: 2 (plain), +2 with weight decay, +2 momentum, +2 Nesterov.
+        nx, lr, mu = self.nx, self.current_lr, self.momentum
         for i, (p, g) in enumerate(zip(params, grads)):
-            s = self.scratch[i]  # None: allocate
-            if wd and p.ndim == 2:
+            s, wd = self.scratch[i], self._wd[i]  # s None: allocate
+            if self._decay[i] and self.weight_decay:
                 s = nx.multiply(p, wd, out=s)
                 s += g
-                g = s  # g + wd * p
+                g = s  # g + wd * p (weights only)
             if mu:
                 v = self.velocity[i]
                 v *= mu
                 v += g
-                self.velocity[i] = v
                 if self.nesterov:
                     if g is s:
                         s += mu * v
@@ -196,7 +233,6 @@ class SGD(Optimizer):
                     g = v
             s = nx.multiply(g, lr, out=s)
             p -= s
-            params[i] = p
 
 
 class Adam(Optimizer):
@@ -205,6 +241,9 @@ class Adam(Optimizer):
         m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
         W = W * (1 - lr * weight_decay)                       (weights only)
         W = W - lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)
+
+    computed as ``W - c m / (sqrt(v) + eps sqrt(1 - b2^t))`` with
+    ``c = lr sqrt(1 - b2^t) / (1 - b1^t)``: the same number, two array operations fewer.
     """
 
     def __init__(
@@ -227,6 +266,7 @@ class Adam(Optimizer):
         self.t = 0
         self.m: list | None = None
         self.v: list | None = None
+        self._shrink: list = []  # per array: 1 - lr * weight decay (a scalar or a mask), set with the rate
 
     STATE = ("m", "v")
 
@@ -238,12 +278,17 @@ class Adam(Optimizer):
         self.m = self._zeros_like(params)
         self.v = self._zeros_like(params)
 
+    def _lr_changed(self) -> None:
+        lr = self.current_lr
+        self._shrink = [1.0 - lr * wd for wd in self._wd]  # once per epoch, not per step
+
     def _step(self, params: list, grads: list) -> None:
+        # Array operations per array: 12, +1 with weight decay.
         nx = self.nx
-        (b1, b2), lr, wd, eps = self.betas, self.current_lr, self.weight_decay, self.eps
+        (b1, b2), lr, eps = self.betas, self.current_lr, self.eps
         self.t += 1
-        step_size = lr / (1.0 - b1**self.t)
-        v_scale = 1.0 / (1.0 - b2**self.t)
+        root = math.sqrt(1.0 - b2**self.t)  # sqrt of the second moment's bias correction
+        step_size = lr * root / (1.0 - b1**self.t)
         for i, (p, g) in enumerate(zip(params, grads)):
             m, v, s = self.m[i], self.v[i], self.scratch[i]
             m *= b1
@@ -253,16 +298,13 @@ class Adam(Optimizer):
             s = nx.multiply(g, g, out=s)
             s *= 1.0 - b2
             v += s
-            self.m[i], self.v[i] = m, v
-            if wd and p.ndim == 2:
-                p *= 1.0 - lr * wd
-            s = nx.multiply(v, v_scale, out=s)
-            s = nx.sqrt(s, out=s)
-            s += eps
-            s = nx.divide(m, s, out=s)  # m_hat / (sqrt(v_hat) + eps), without the 1/(1-b1^t)
+            if self._decay[i] and self.weight_decay:
+                p *= self._shrink[i]
+            s = nx.sqrt(v, out=s)
+            s += eps * root
+            s = nx.divide(m, s, out=s)  # m / (sqrt(v) + eps sqrt(1 - b2^t))
             s *= step_size
             p -= s
-            params[i] = p
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -1,5 +1,8 @@
 """The training loop: data to the device once, shuffled batches there, one read per epoch.
 
+:func:`train_step` is the one training step (forward, backward, gradient hook,
+update) that :func:`fit`, the benchmarks and a user's own loop all call.
+
 Reliability lives here too: checkpoints (with the position inside an epoch),
 resume that reproduces an uninterrupted run bit for bit on the CPU, SIGINT/SIGTERM
 handled between steps, and divergence reported with its epoch and step.
@@ -12,12 +15,16 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from .backend import Buffers, to_numpy
+from .backend import NO_BUFFERS, Buffers, to_numpy
+from .checkpoint import Position, load_checkpoint, save_checkpoint
+from .history import History
+from .io import check_writable
 from .model import MLP, batch_spans
 from .optim import SGD, Optimizer
 from .validate import check_positive
@@ -98,47 +105,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
             or (name == "CUDARuntimeError" and "out of memory" in str(exc).lower()))
 
 
-@dataclass
-class History:
-    """Per-epoch results of :func:`fit`; each list has one entry per epoch run."""
-
-    epoch: list[int] = field(default_factory=list)  # 1-based
-    train_loss: list[float] = field(default_factory=list)  # mean over the epoch's samples
-    train_accuracy: list[float] = field(default_factory=list)  # during the epoch; empty for regression
-    val_loss: list[float] = field(default_factory=list)  # empty without validation data
-    val_accuracy: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)  # wall time of the epoch's steps
-    samples_per_second: list[float] = field(default_factory=list)
-    stopped_early: bool = False
-    best_epoch: int | None = None  # set by EarlyStopping
-    # settings changed on a resume with allow_changes: {"epoch", "step", "changed": {name: [old, new]}}
-    changes: list[dict] = field(default_factory=list)
-
-    def last(self) -> dict:
-        """The last epoch's values as a dict (empty before the first epoch)."""
-        if not self.epoch:
-            return {}
-        out = {"epoch": self.epoch[-1], "train_loss": self.train_loss[-1], "lr": self.lr[-1]}
-        if self.train_accuracy:
-            out["train_accuracy"] = self.train_accuracy[-1]
-        if self.val_loss:
-            out["val_loss"] = self.val_loss[-1]
-        if self.val_accuracy:
-            out["val_accuracy"] = self.val_accuracy[-1]
-        out["seconds"] = self.seconds[-1]
-        out["samples_per_second"] = self.samples_per_second[-1]
-        return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
 class Callback:
     """Hooks called by :func:`fit`; override what you need. Return True from
     ``on_epoch_end`` to stop training. ``on_batch_end`` runs on the host after a
@@ -193,21 +159,22 @@ class EarlyStopping(Callback):
             self.best, self.wait = value, 0
             history.best_epoch = history.epoch[-1]
             if self.restore_best:
-                xp = model.xp
-                self.best_params = [xp.asarray(p, copy=True) for p in model.params]
+                self.best_params = [model.xp.asarray(model.flat, copy=True)]  # one device-side copy
             return False
         self.wait += 1
         return self.wait >= self.patience
 
     def on_train_end(self, model, history):
         if self.restore_best and self.best_params is not None:
-            model.params = self.best_params
+            model.flat[...] = self.best_params[0]  # into the buffer: params, optimizer stay attached
 
     def state(self) -> tuple[dict, list]:
         return {"best": self.best, "wait": self.wait}, list(self.best_params or [])
 
     def load_state(self, meta: dict, arrays: list, model: MLP) -> None:
         self.best, self.wait = meta["best"], meta["wait"]
+        if len(arrays) > 1:  # a version 1 checkpoint kept the snapshot per layer
+            arrays = [model.pack(arrays)]
         self.best_params = [model.backend.asarray(a) for a in arrays] or None
 
 
@@ -243,50 +210,77 @@ class _StopOnSignal:
         return False
 
 
+def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_size: int | None = None,
+               onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS):
+    """One training step on a batch already on the device: forward, backward, update.
+
+    Args:
+        model, optimizer: the optimizer is attached to ``model.flat`` on first use
+            (weight decay on the weights only).
+        X, Y: ``(m, n_in)`` features and ``(m, n_out)`` targets, as
+            :meth:`MLP.device_data` returns them (slice or gather your batches from there).
+        labels: ``(m,)`` device output indices, to count correct predictions.
+        batch_size: the gradient is the sum over these ``m`` rows divided by this
+            (default ``m``: the mean).
+        onehot: ``Y`` is one-hot: correct predictions are counted from it.
+        grad_hook: ``hook(grad)`` called between backward and update with the flat
+            gradient (:attr:`MLP.flat`'s layout); it may change it in place or return a
+            replacement (data-parallel training sums it across processes here).
+        buf: reused arrays for NumPy (:class:`~xpnet.backend.Buffers`).
+
+    Returns:
+        ``(loss, correct)``: the loss summed over the rows and the correct count, as
+        0-d device arrays (``correct`` is ``None`` unless asked for); nothing is read
+        back to the host.
+    """
+    if optimizer.xp is None or optimizer.bound_to is not model.flat:
+        optimizer.attach([model.flat], model.backend if buf.enabled else None, decay=[model.n_weights])
+        optimizer.bound_to = model.flat
+    out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, buf=buf)
+    grad = out.grad
+    if grad_hook is not None:
+        replaced = grad_hook(grad)
+        grad = grad if replaced is None else replaced
+    optimizer.step([model.flat], [grad])
+    return out.loss, out.correct
+
+
 def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
-              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None):
+              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None, onehot: bool = False):
     """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
     ``order`` (a device permutation, or ``None`` for slices).
 
-    Returns ``(losses, correct, steps)``: each step's mean loss as a 0-d device array
-    (nothing is read back here), the device count of correct predictions (or 0), and the
-    index after the last step run (less than ``len(spans)`` if ``stop`` was signalled).
+    Returns ``(losses, corrects, steps)``: each step's loss summed over its rows and its
+    correct count as 0-d device arrays (nothing is read back here; ``corrects`` is empty
+    without labels), and the index after the last step run (less than ``len(spans)`` if
+    ``stop`` was signalled). With ``onehot`` the counts come from ``Yd`` and ``labels``
+    is not gathered.
     """
-    xp, nx = model.xp, model.backend.nx
-    losses, correct = [], 0
+    nx = model.backend.nx
+    losses, corrects = [], []
+    count = labels is not None
     for batch in range(first, len(spans)):
         start, stop_row = spans[batch]
         if order is None:
             Xb, Yb = Xd[start:stop_row, :], Yd[start:stop_row, :]
-            Lb = None if labels is None else labels[start:stop_row]
+            Lb = labels[start:stop_row] if count and not onehot else None
         else:
             idx, rows = order[start:stop_row], stop_row - start
             # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
             Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
             Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
-            Lb = None if labels is None else nx.take(labels, idx, axis=0, out=buf("L", (rows,), labels.dtype), mode="clip")
-        acts, Z, A = model._forward(Xb, buf)
-        loss, grads = model._backward(acts, Z, A, Yb, buf)
+            Lb = None
+            if count and not onehot:
+                Lb = nx.take(labels, idx, axis=0, out=buf("L", (rows,), labels.dtype), mode="clip")
+        loss, correct = train_step(model, optimizer, Xb, Yb, Lb, onehot=count and onehot, buf=buf)
         losses.append(loss)
-        if Lb is not None:
-            correct = correct + xp.sum(xp.astype(model._labels_of(A) == Lb, xp.int64))
-        optimizer.step(model.params, grads)
+        if correct is not None:
+            corrects.append(correct)
         for cb in callbacks:
             cb.on_batch_end(batch)
         if stop is not None and stop.signum is not None:
-            return losses, correct, batch + 1
-    return losses, correct, len(spans)
-
-
-@dataclass
-class _Position:
-    """Where a run is: ``epoch`` (0-based, in progress), ``step`` (steps done in it), and the
-    partial sums of that epoch, kept on the host as exact NumPy values."""
-
-    epoch: int = 0
-    step: int = 0
-    losses: np.ndarray | None = None  # (step,) per-step mean losses so far, model dtype
-    correct: int = 0
+            return losses, corrects, batch + 1
+    return losses, corrects, len(spans)
 
 
 def fit(
@@ -358,8 +352,6 @@ def fit(
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
     if checkpoint is not None:
-        from .io import check_writable
-
         check_writable(checkpoint, "checkpoint")
 
     try:
@@ -379,38 +371,36 @@ def fit(
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
          reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes) -> History:
     """The body of :func:`fit`, after its arguments are checked."""
+    from .validate import as_array
+
     backend, xp = model.backend, model.xp
     model.prepare(X, y)  # the input scaler and the class list, if still to be learned from the data
-    Xd = model._features(X)  # (m, n_in), on the device from here on
+    Xd, Yd, labels = model.device_data(X, y)  # (m, n_in), (m, k), (m,) or None: on the device from here on
     m = Xd.shape[0]
-    Yd, labels = model._targets(y, m)  # (m, k), (m,) or None
+    # class labels became one-hot targets: the correct count can come from them, no labels gathered
+    onehot = labels is not None and Yd.shape[1] > 1 and as_array(y, "y").ndim == 1
     val = None
     if validation_data is not None:
         try:
             Xv, yv = validation_data
         except (TypeError, ValueError):
             raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        Xvd = model._features(Xv, "validation_data[0]")
-        val = (Xvd, *model._targets(yv, Xvd.shape[0], "validation_data[1]"))
+        val = model.device_data(Xv, yv, ("validation_data[0]", "validation_data[1]"))
 
     buf = Buffers(backend, enabled=reuse_buffers)
-    optimizer.attach(model.params, backend if reuse_buffers else None)
+    optimizer.attach([model.flat], backend if reuse_buffers else None, decay=[model.n_weights])
+    optimizer.bound_to = model.flat
     spans = batch_spans(m, batch_size)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
-    rows = np.array([b - a for a, b in spans], dtype=np.float64)  # samples per step
-    history, pos = History(), _Position()
+    history, pos = History(), Position()
     for cb in callbacks:
         cb.on_train_begin(model, history)
     run_info = {"m": m, "n_in": Xd.shape[1], "targets": list(Yd.shape), "batch_size": batch_size, "seed": seed,
                 "shuffle": shuffle, "optimizer": type(optimizer).__name__, "epochs": epochs, **(config or {})}
     if resume is not None:
-        from .io import load_checkpoint
-
         history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info, allow_changes)
 
-    def save(position: _Position) -> None:
-        from .io import save_checkpoint
-
+    def save(position: Position) -> None:
         save_checkpoint(checkpoint, model, optimizer, history, asdict(position), callbacks, run_info)
 
     # Overflow and NaN are checked for explicitly (TrainingDiverged names the epoch and step),
@@ -421,29 +411,30 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, epochs, len(spans))
             t0 = time.perf_counter()
-            order = backend.random(seed, epoch).permutation(m) if gather else None
+            # keyed (seed, epoch), drawn on the host: every backend sees the same batches
+            order = backend.random(seed, epoch).permutation(m, batch_size) if gather else None
             first = pos.step if epoch == pos.epoch else 0
-            losses, correct, done = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks,
-                                              first=first, stop=stop)
+            losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks,
+                                               first=first, stop=stop, onehot=onehot)
             # the epoch's reads from the device: its losses and correct count (and a sync)
             step_losses = to_numpy(xp.stack(losses)) if losses else np.zeros(0, model.dtype)
-            correct = int(correct)
+            correct = int(round(float(xp.sum(xp.stack(corrects))))) if corrects else 0
             if first:  # resumed inside this epoch: prepend what the checkpoint had
                 step_losses = np.concatenate([pos.losses, step_losses])
                 correct += pos.correct
             bad = np.flatnonzero(~np.isfinite(step_losses))
             if bad.size:
                 raise TrainingDiverged(epoch + 1, int(bad[0]) + 1, "the loss", optimizer.current_lr)
-            if not bool(xp.all(xp.stack([xp.all(xp.isfinite(p)) for p in model.params]))):  # one read
+            if not bool(xp.all(xp.isfinite(model.flat))):  # one read
                 raise TrainingDiverged(epoch + 1, None, "a weight", optimizer.current_lr)
             if done < len(spans):  # interrupted: keep the position inside the epoch
-                position = _Position(epoch, done, step_losses, correct)
+                position = Position(epoch, done, step_losses, correct)
                 if checkpoint is not None:
                     save(position)
                 raise TrainingInterrupted(stop.signum, epoch + 1, done, checkpoint)
             seconds = time.perf_counter() - t0
-            # exact: the sum of per-step mean losses weighted by rows, on the host in float64
-            train_loss = float(np.dot(step_losses.astype(np.float64), rows)) / m
+            # the per-step sums over rows, added on the host in float64
+            train_loss = float(np.sum(step_losses, dtype=np.float64)) / m
 
             history.epoch.append(epoch + 1)
             history.train_loss.append(train_loss)
@@ -453,7 +444,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             history.seconds.append(seconds)
             history.samples_per_second.append((m - spans[first][0]) / seconds if seconds > 0 else math.inf)
             if val is not None:
-                scores = model._evaluate(*val)
+                scores = model.scores(*val)
                 history.val_loss.append(scores["loss"])
                 if "accuracy" in scores:
                     history.val_accuracy.append(scores["accuracy"])
@@ -464,7 +455,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 halt = cb.on_epoch_end(model, history) or halt
             due = halt or epoch + 1 == epochs or (epoch + 1) % checkpoint_every == 0
             if checkpoint is not None and (due or stop.signum is not None):
-                save(_Position(epoch + 1))
+                save(Position(epoch + 1))
             if stop.signum is not None:  # the signal came during validation or the callbacks
                 raise TrainingInterrupted(stop.signum, epoch + 1, len(spans), checkpoint)
             if halt:

@@ -1,0 +1,141 @@
+"""Checkpoints: everything a resumed run needs, in one atomic ``.npz``.
+
+Weights (the model file's arrays with a ``param.`` prefix, so a checkpoint loads as a
+model too), optimizer state, the history, callback state, the position inside the
+epoch and the run's settings. A resume refuses a checkpoint from another run
+(architecture, classes, input scaling, data shape, batch size, seed, optimizer) and,
+unless allowed, other optimizer settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._version import __version__
+from .backend import to_numpy
+from .history import History
+from .io import CHECKPOINT_FORMAT, FORMAT_VERSION, checked_config, checked_params, checked_scaler, checked_version, load_arrays
+from .io import model_arrays, model_metadata, save_arrays
+from .model import MLP
+
+
+@dataclass
+class Position:
+    """Where a run is: ``epoch`` (0-based, in progress), ``step`` (steps done in it), and the
+    partial sums of that epoch, kept on the host as exact NumPy values."""
+
+    epoch: int = 0
+    step: int = 0
+    losses: np.ndarray | None = None  # (step,) per-step losses summed over each batch's rows, model dtype
+    correct: int = 0
+
+
+# run settings that must match for a resume to continue the same run
+RESUME_KEYS = ("m", "n_in", "targets", "batch_size", "seed", "shuffle", "optimizer")
+
+
+def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, run: dict) -> None:
+    """Write everything a resume needs, atomically: weights, optimizer state, history,
+    callback state, the position (epoch, step inside it, partial sums) and the run's settings."""
+    arrays = model_arrays(model, "param.")
+    opt_meta, opt_arrays = optimizer.state()
+    for name, values in opt_arrays.items():
+        for i, a in enumerate(values):
+            arrays[f"opt.{name}.{i}"] = to_numpy(a)
+    cb_meta = []
+    for k, cb in enumerate(callbacks):
+        if hasattr(cb, "state"):
+            meta, values = cb.state()
+            cb_meta.append({"index": k, "type": type(cb).__name__, "state": meta, "arrays": len(values)})
+            for i, a in enumerate(values):
+                arrays[f"cb.{k}.{i}"] = to_numpy(a)
+    losses = position.get("losses")
+    arrays["position.losses"] = np.zeros(0, model.dtype) if losses is None else np.asarray(losses)
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "xpnet_version": __version__,
+        "model": model_metadata(model),
+        "run": run,
+        "position": {"epoch": position["epoch"], "step": position["step"], "correct": position["correct"]},
+        "history": history.to_dict(),
+        "optimizer": opt_meta,
+        "callbacks": cb_meta,
+    }
+    save_arrays(path, arrays, metadata)
+
+
+def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes: bool = False):
+    """Restore a checkpoint into ``model``, ``optimizer`` (attached) and ``callbacks``.
+
+    Returns ``(history, position)``. Raises ValueError for a damaged file or for one
+    written by a different architecture, classes, input scaling, data shape, batch size,
+    seed or optimizer; and for other optimizer hyperparameters (learning rate, momentum,
+    schedule, weight decay, ...) unless ``allow_changes``, in which case the history
+    records each change (``history.changes``).
+    """
+    arrays, meta = load_arrays(path)
+    where = f"resume={str(path)!r}"
+    version = checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
+    try:
+        config = checked_config(meta["model"], where, MLP.check_config)
+        saved_run, position, opt_meta = dict(meta["run"]), dict(meta["position"]), dict(meta["optimizer"])
+        history = History.from_dict(dict(meta["history"]))
+        epoch, step, correct = int(position["epoch"]), int(position["step"]), int(position["correct"])
+        cb_meta = list(meta["callbacks"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where} has malformed metadata ({type(exc).__name__}: {exc})") from None
+    mine = model.config()
+    for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
+        if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
+            raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
+    scaler = checked_scaler(arrays, meta["model"].get("scale"), config["sizes"][0], where)
+    if scaler != model.scaler and not (scaler is None and model.scaler is None):
+        raise ValueError(f"{where} was written with another input scaling ({scaler or 'none'}) than this run's "
+                         f"({model.scaler or 'none'}): resume with the same data and --scale")
+    for key in RESUME_KEYS:
+        if saved_run.get(key) != run.get(key):
+            raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
+                             f"{key}={run.get(key)!r}: resume with the same data and settings")
+    changed = {k: [opt_meta.get(k), v] for k, v in optimizer.hyperparameters().items() if opt_meta.get(k) != v}
+    if changed and not allow_changes:
+        listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
+        raise ValueError(f"{where} was written with other optimizer settings: {listed}; resume with the same ones, "
+                         "or allow the change (--allow-changes; fit(..., allow_changes=True)), which the history records")
+    if not (0 <= epoch <= run["epochs"]) or step < 0 or len(history.epoch) != epoch:
+        raise ValueError(
+            f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
+        )
+    params = checked_params(arrays, config, where, prefix="param.")
+    opt_arrays = {}
+    for name in optimizer.STATE:
+        if getattr(optimizer, name) is None:
+            continue
+        if version == 1:  # state per layer, in the order of params: lay it out like model.flat
+            values = [arrays.get(f"opt.{name}.{i}") for i in range(len(params))]
+            if any(v is None or v.shape != p.shape or v.dtype != p.dtype for v, p in zip(values, params)):
+                raise ValueError(f"{where} optimizer state {name!r} is missing or does not match the parameters")
+            opt_arrays[name] = [model.pack(values)]
+        else:
+            value = arrays.get(f"opt.{name}.0")
+            if value is None or value.shape != (model.n_params,) or value.dtype != np.dtype(model.dtype):
+                raise ValueError(f"{where} optimizer state {name!r} is missing or does not match the parameters")
+            opt_arrays[name] = [value]
+    losses = arrays.get("position.losses")
+    if losses is None or losses.ndim != 1 or len(losses) != step:
+        raise ValueError(f"{where} has partial-epoch losses that do not match step {step}")
+    if version == 1 and step:  # version 1 kept per-step means; the steps before `step` are full batches
+        losses = losses * (run["batch_size"] or run["m"])
+    model.params = params
+    optimizer.load_state(opt_meta, opt_arrays, model.backend.asarray)
+    for entry in cb_meta:
+        k = int(entry["index"])
+        if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
+            callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
+    if changed:
+        history.changes.append({"epoch": epoch + 1, "step": step, "changed": changed})
+    return history, Position(epoch, step, losses if step else None, correct)
