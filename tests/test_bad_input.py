@@ -105,6 +105,9 @@ MODEL_CASES = [
     (dict(dtype="float16"), r"dtype='float16' is not known"),
     (dict(seed=-1), r"seed=-1 is not a seed"),
     (dict(sizes=[3, 1]), r"sizes\[-1\]=1 with output='softmax'"),
+    # refused from the arithmetic, before a byte is allocated (40 GB of float32 on a 24 GiB machine)
+    (dict(sizes=[784, 100000, 100000, 10]), r"needs 37.5 GiB for its 10,079,600,010 parameters alone \(4 bytes each\), "
+                                             r"more than the [\d.]+ GiB of free memory: use narrower layers"),
 ]
 
 
@@ -202,6 +205,7 @@ CLI_CASES = {
                                 "--plot 'p/history.png' is the same file as --data 'p/history.png'"),
     "plot dir not writable": ({}, ["--plot", "/proc/self"], "--plot '/proc/self' is not a writable directory"),
     "allow-changes without resume": ({}, ["--allow-changes"], "--allow-changes applies only with --resume"),
+    "layers too big for memory": ({}, ["--layers", "784,100000,100000,10"], "needs 37.5 GiB for its 10,079,600,010 parameters"),
     "init-from with other layers": ({}, ["--init-from", "model.npz", "--layers", "784,32,10", "--save", "o.npz"],
                                     "--layers 784,32,10 differs from the layers 784,16,10 of --init-from 'model.npz'"),
     "init-from with --scale": ({}, ["--init-from", "model.npz", "--scale", "standard", "--save", "o.npz"],

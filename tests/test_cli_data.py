@@ -222,3 +222,28 @@ def test_ctrl_c_during_start_up_is_one_line(monkeypatch, capsys):
         _launch.run()
     assert info.value.code == 130
     assert capsys.readouterr().err == "xpnet: interrupted\n"
+
+
+def test_csv_as_users_write_it(device, tmp_path, capsys):
+    """A BOM, a pandas index column, a header, ';' with decimal commas and text labels by name."""
+    X, y = xpnet.make_moons(200, noise=0.1, seed=2)
+    lines = [";x one;x two;species"] + [
+        f"{i};{a:.5f};{b:.5f};{'setosa' if t else 'virginica'}".replace(".", ",") for i, ((a, b), t) in enumerate(zip(X, y))
+    ]
+    path = tmp_path / "iris.csv"
+    path.write_bytes("\ufeff".encode() + "\n".join(lines).encode() + b"\n")
+    model = tmp_path / "m.npz"
+    assert run(["train", "--device", device, "--data", str(path), "--label-column", "species", "--epochs", "20",
+                "--json", "--save", str(model)]) == 0
+    captured = capsys.readouterr()
+    assert "xpnet: note:" in captured.err and "semicolons" in captured.err and "index" in captured.err
+    result = last_json(captured.out)
+    assert result["layers"] == [2, 128, 64, 2] and result["test_accuracy"] > 0.9
+    assert xpnet.load(model).classes.tolist() == ["setosa", "virginica"]
+    # predict on the same file: the text label column is recognised as the extra one and dropped
+    assert run(["predict", "--model", str(model), "--data", str(path), "--label-column", "species"]) == 0
+    predicted = capsys.readouterr().out.split()
+    assert len(predicted) == 200 and set(predicted) <= {"setosa", "virginica"}
+    assert np.mean(np.array(predicted) == np.where(y == 1, "setosa", "virginica")) > 0.9
+    assert run(["train", "--data", str(path), "--delimiter", "::"]) == 2
+    assert "--delimiter: '::' is not one character" in capsys.readouterr().err

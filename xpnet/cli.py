@@ -44,7 +44,8 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N
     dataset: str = "mnist"  # see xpnet.data.DATASETS
     data: str | None = None  # user file (.npz with X, y / .csv); overrides --dataset
-    label_column: int = -1  # for .csv files
+    label_column: int | str = -1  # for .csv files: an index or a header name
+    delimiter: str | None = None  # for .csv files; None: detected
     scale: str | None = None  # auto | none | standard | minmax; None: auto for --data, none for built-in sets
     data_dir: str | None = None  # download cache for mnist-full
     mirror: str | None = None  # base URL for mnist-full
@@ -191,6 +192,22 @@ def _number(kind, low: float, high: float = float("inf"), low_open: bool = True,
     return parse
 
 
+def _column(text: str) -> int | str:
+    """A column index if the text is an integer, else a header name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _delimiter(text: str) -> str:
+    if text in ("\\t", "tab"):
+        return "\t"
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one character (use tab for a tab)")
+    return text
+
+
 def _batch_size(text: str) -> int | None:
     return None if text == "full" else _number(int, 0)(text)
 
@@ -215,7 +232,11 @@ def _add_data_flags(p: argparse.ArgumentParser, default_dataset: bool = True) ->
                         f"downloaded once; planar, moons, circles, xor, sphere: generated"
                         f"{' (default: ' + d.dataset + ')' if default_dataset else ''}")
     p.add_argument("--data", metavar="FILE", help=".npz with arrays X and y, or .csv with the label in the last column")
-    p.add_argument("--label-column", type=int, metavar="N", help="label column of a .csv (default: -1, the last)")
+    p.add_argument("--label-column", type=_column, metavar="N|NAME",
+                   help="label column of a .csv: an index (negative from the end) or a header name (default: -1, the last)")
+    p.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                   help="field separator of a .csv (default: detected among , ; tab and spaces; ' ' means runs of "
+                        "spaces; with ; a decimal comma is read as a decimal point)")
     p.add_argument("--data-dir", metavar="DIR", help="download cache (default: $XPNET_DATA_DIR, else ~/.cache/xpnet)")
     p.add_argument("--mirror", metavar="URL", help="base URL for mnist-full (default: $XPNET_MIRROR, else the S3 mirror)")
     p.add_argument("--seed", type=_number(int, 0, low_open=False), help=f"(default: {d.seed})")
@@ -315,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
     p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     p.add_argument("--data", required=True, metavar="FILE", help=".npz with array X, or .csv of features")
-    p.add_argument("--label-column", type=int, metavar="N", help="column to drop from a .csv with one extra column (default: -1)")
+    p.add_argument("--label-column", type=_column, metavar="N|NAME",
+                   help="column to drop from a .csv with one extra column: an index or a header name (default: -1)")
+    p.add_argument("--delimiter", type=_delimiter, metavar="CHAR", help="field separator of a .csv (default: detected)")
     p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     p.add_argument("--json", action="store_true",
@@ -365,11 +388,20 @@ def _make_optimizer(cfg: TrainConfig):
                weight_decay=cfg.weight_decay, schedule=cfg.schedule)
 
 
-def _read_labelled_file(path: str, label_column: int):
+def _notes(notes: list[str], quiet: bool) -> None:
+    """What a reader did without being asked (BOM, header, index column...): one line each on stderr."""
+    if not quiet:
+        for note in notes:
+            print(f"xpnet: note: {note}", file=sys.stderr)
+
+
+def _read_labelled_file(path: str, label_column: int | str, delimiter: str | None = None, quiet: bool = False):
     """``(X, y)`` of a user file, with the labels the CLI needs: one per row."""
     from .data import load_file
 
-    X, y = load_file(path, label_column)
+    notes: list[str] = []
+    X, y = load_file(path, label_column, delimiter, notes)
+    _notes(notes, quiet)
     if y is None:
         raise UsageError(f"--data {path!r} has no labels: expected an array 'y' (or a label column in a .csv)")
     if y.ndim != 1 or len(y) != len(X):
@@ -399,8 +431,8 @@ def _classes_of(y):
     return None
 
 
-def _load_data(dataset: str, data: str | None, label_column: int, seed: int, test_fraction: float,
-               data_dir: str | None, mirror: str | None):
+def _load_data(dataset: str, data: str | None, label_column: int | str, seed: int, test_fraction: float,
+               data_dir: str | None, mirror: str | None, delimiter: str | None = None, quiet: bool = False):
     """``(Dataset, classes, record)`` from ``--data`` (split by ``test_fraction``) or ``--dataset``.
 
     ``classes`` are the distinct labels of the whole file (``0..k-1`` for built-in sets;
@@ -417,15 +449,15 @@ def _load_data(dataset: str, data: str | None, label_column: int, seed: int, tes
         return d, np.arange(d.n_classes, dtype=np.int64), record
     from .validate import check_features
 
-    X, y = _read_labelled_file(data, label_column)
+    X, y = _read_labelled_file(data, label_column, delimiter, quiet)
     if len(X) < 2:
         raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
     check_features(X, X.shape[1] if X.ndim == 2 else 0)  # every row, test rows too, before any work
     classes = _classes_of(y)
     name = Path(data).name
     split = _split(X, y, test_fraction, name, 0, seed)
-    record = {"source": "file", **_file_identity(data), "label_column": label_column, "seed": seed,
-              "test_fraction": test_fraction}
+    record = {"source": "file", **_file_identity(data), "label_column": label_column, "delimiter": delimiter,
+              "seed": seed, "test_fraction": test_fraction}
     return Dataset(*split[:4], name, 0 if classes is None else len(classes)), classes, record
 
 
@@ -759,7 +791,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--allow-changes applies only with --resume")
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
-                                       cfg.data_dir, cfg.mirror)
+                                       cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
     # the row counts of the validation split _train_one will make (the same seeded split, no features copied)
@@ -872,7 +904,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_paths([("--data", cfg.data)], _plot_outputs("sweep", cfg.plot))
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
-                                       cfg.data_dir, cfg.mirror)
+                                       cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
     rows, models = [], []
     if not cfg.json:
         print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
@@ -932,7 +964,8 @@ def _evaluation_rows(args: argparse.Namespace, model):
     data = getattr(args, "data", None)
     if data is not None:
         label_column = getattr(args, "label_column", record.get("label_column", -1))
-        X, y = _read_labelled_file(data, label_column)
+        delimiter = getattr(args, "delimiter", record.get("delimiter"))
+        X, y = _read_labelled_file(data, label_column, delimiter, getattr(args, "quiet", False) or getattr(args, "json", False))
         name = Path(data).name
         if split in (None, "all"):
             return X, y, name, "all"
@@ -1051,10 +1084,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {out!r}: expected a .csv or .npy file name")
         check_writable(out, "--out")
     model = _saved_model(args)
-    X, _ = load_file(args.data, label_column=None)
-    n_in = model.sizes[0]
-    if X.ndim == 2 and X.shape[1] == n_in + 1 and Path(args.data).suffix.lower() == ".csv":
-        X = np.delete(X, getattr(args, "label_column", -1) % X.shape[1], axis=1)  # drop the label column
+    n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
+    try:
+        X, _ = load_file(args.data, label_column=None, delimiter=delimiter, notes=notes)
+        extra = X.ndim == 2 and X.shape[1] == n_in + 1
+    except ValueError:  # e.g. a text label column that cannot be read as a feature
+        extra = True
+    if extra and Path(args.data).suffix.lower() == ".csv":  # one extra column: the labels, dropped
+        notes = []
+        X, _ = load_file(args.data, label_column=getattr(args, "label_column", -1), delimiter=delimiter, notes=notes)
+    _notes(notes, json_out)
     if X.ndim != 2 or X.shape[1] != n_in:
         raise UsageError(f"--data {args.data!r} has shape {X.shape}: the model expects (m, {n_in}) features")
     proba = getattr(args, "proba", False)

@@ -119,7 +119,7 @@ def _check_memory(n_params: int, itemsize: int, sizes: list[int]) -> None:
     except (ValueError, OSError, AttributeError):  # not Linux: no figure to check against
         return
     if need > free:
-        raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} weights alone "
+        raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} parameters alone "
                          f"({itemsize} bytes each), more than the {free / 2**30:.1f} GiB of free memory: "
                          "use narrower layers")
 
