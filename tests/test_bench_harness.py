@@ -51,6 +51,8 @@ def test_xpnet_bench_command_writes_table_and_files(device, tmp_path, monkeypatc
     assert len(result["results"]) == 2 and result["environment"]["device"] == device
     row = result["results"][0]
     assert row["vs_torch"] is None and (row["vs_reference"] is None) == (device != "cpu")
+    assert row["mode"] == "step" and 0 < row["of_gemm_only"] and result["results"][1]["of_gemm_only"] is None
+    assert set(result["op_counts"]) == {"sgd", "nesterov+wd", "adam"} and "array operations per step" in out
     assert np.isclose(row["roofline"], row["xpnet"] * bench.flops_per_sample(row["layers"]) / (row["gemm_gflops"] * 1e9))
     report = md.read_text()
     assert report.startswith(f"# xpnet bench, {result['environment']['date']}, {device}")

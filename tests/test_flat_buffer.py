@@ -207,3 +207,28 @@ def test_the_package_imports_one_way():
     upward = [(m, i) for m in modules for i in _xpnet_imports(package / f"{m}.py")
               if i == "__init__" or RANKS.get(i, 99) >= RANKS[m]]
     assert not upward, f"imports that go up or sideways: {upward}"
+
+
+def test_work_runs_with_the_model_s_device_current(backend, monkeypatch):
+    """Every entry point enters backend.activate() (CuPy's cuda:N; a no-op elsewhere), so a model
+    on one GPU keeps its kernels there whatever another model made current."""
+    import contextlib
+
+    entered = []
+    real = type(backend).activate
+
+    @contextlib.contextmanager
+    def spy(self):
+        entered.append(self)
+        with real(self):
+            yield
+
+    monkeypatch.setattr(type(backend), "activate", spy)
+    X, y = xpnet.make_moons(40, seed=1)
+    model = xpnet.MLP([2, 4, 2], backend=backend)
+    for call in (lambda: model.predict(X), lambda: model.evaluate(X, y), lambda: model.forward(X),
+                 lambda: xpnet.fit(model, X, y, epochs=1, verbose=False),
+                 lambda: xpnet.train_step(model, xpnet.SGD(0.1), *model.device_data(X, y)[:2])):
+        entered.clear()
+        call()
+        assert entered and all(b is model.backend for b in entered)

@@ -230,8 +230,8 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def torch_runner(case: Case, device: str = "cpu") -> Runner:
-    """PyTorch eager with the same model, optimizer, batch and dtype."""
+def torch_runner(case: Case, device: str = "cpu", compile_model: bool = False) -> Runner:
+    """PyTorch eager (or with ``torch.compile``) with the same model, optimizer, batch and dtype."""
     import torch
 
     dev = torch.device("cuda" if device.startswith("cuda") else "cpu", int(device.split(":")[1]) if ":" in device else None)
@@ -244,7 +244,9 @@ def torch_runner(case: Case, device: str = "cpu") -> Runner:
         if i < len(case.layers) - 2:
             mods.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*mods)
-    params = model.parameters()
+    params = list(model.parameters())
+    if compile_model:
+        model = torch.compile(model)
     opt = torch.optim.SGD(params, lr=0.01) if case.optimizer == "sgd" else torch.optim.Adam(params, lr=1e-3)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
@@ -277,6 +279,64 @@ def torch_runner(case: Case, device: str = "cpu") -> Runner:
     return run, steps * case.batch
 
 
+def torch_compile_runner(case: Case, device: str = "cpu") -> Runner | None:
+    """PyTorch with ``torch.compile`` (its default mode), the same step as :func:`torch_runner`;
+    ``None`` where compiling is not possible here (no compiler, an unsupported platform)."""
+    import torch
+
+    try:
+        run, samples = torch_runner(case, device, compile_model=True)
+        run()  # compiles now, so that a failure shows here and not inside the timing
+    except Exception:  # noqa: BLE001 - any compiler or backend failure means: not available here
+        return None
+    return run, samples
+
+
+def gemm_only_runner(case: Case, device: str = "cpu") -> Runner:
+    """The step's matrix products alone, same shapes, same library, results into reused
+    arrays: forward ``A W`` and weight gradient ``A^T dZ`` for every layer, input gradient
+    ``dZ W^T`` for all but the first (8 products for 3 layers). No implementation of this
+    step can be faster; at small batches these products run far below the big-GEMM rate,
+    so this is the honest limit there."""
+    from .backend import get_backend
+
+    backend = get_backend(device=device)
+    nx, rng, b = backend.nx, np.random.default_rng(0), case.batch
+    pairs = list(zip(case.layers[:-1], case.layers[1:]))
+
+    def arr(*shape):
+        return backend.asarray(rng.random(shape).astype(case.dtype))
+
+    A = [arr(b, n_in) for n_in, _ in pairs]
+    W = [arr(n_in, n_out) for n_in, n_out in pairs]
+    dZ = [arr(b, n_out) for _, n_out in pairs]
+    out_Z = [arr(b, n_out) for _, n_out in pairs]
+    out_dW = [arr(n_in, n_out) for n_in, n_out in pairs]
+    out_dA = [arr(b, n_in) for n_in, _ in pairs]
+    steps = _steps_for(case)
+
+    def run() -> None:
+        for _ in range(steps):
+            for l in range(len(pairs)):
+                nx.matmul(A[l], W[l], out=out_Z[l])
+                nx.matmul(A[l].T, dZ[l], out=out_dW[l])
+                if l > 0:
+                    nx.matmul(dZ[l], W[l].T, out=out_dA[l])
+        backend.synchronize()
+
+    return run, steps * b
+
+
+def op_counts() -> dict[str, int] | None:
+    """Array operations per training step of [784,128,64,10] on the generic path (what each
+    costs a GPU in launches), per optimizer; ``None`` without array-api-strict."""
+    if importlib.util.find_spec("array_api_strict") is None:
+        return None
+    from .opcount import OPTIMIZERS, ops_per_step
+
+    return {name: ops_per_step(SMALL, name)["step"] for name in OPTIMIZERS}
+
+
 # ------------------------------------------------------------------ roofline
 def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
     """Measured matrix-multiply rate: median GFLOP/s of an ``n x n x n`` product."""
@@ -303,6 +363,7 @@ class Result:
     reference: float | None
     torch: float | None
     gemm_gflops: float
+    gemm_only: float | None = None  # samples/s of the step's matrix products alone (step mode)
 
     @property
     def roofline(self) -> float:
@@ -313,6 +374,7 @@ class Result:
                "torch": self.torch, "gemm_gflops": self.gemm_gflops, "roofline": self.roofline}
         out["vs_torch"] = self.xpnet / self.torch if self.torch else None
         out["vs_reference"] = self.xpnet / self.reference if self.reference else None
+        out["of_gemm_only"] = self.xpnet / self.gemm_only if self.gemm_only else None
         return out
 
 
@@ -358,6 +420,7 @@ def run_suite(device: str = "cpu", quick: bool = False, repeats: int | None = No
                 reference=measure(reference_runner(case), repeats) if device == "cpu" else None,
                 torch=measure(torch_runner(case, device), repeats) if have_torch else None,
                 gemm_gflops=gemm[case.dtype],
+                gemm_only=measure(gemm_only_runner(case, device), repeats) if case.mode == "step" else None,
             )
             results.append(r)
             if progress is not None:
@@ -365,21 +428,43 @@ def run_suite(device: str = "cpu", quick: bool = False, repeats: int | None = No
     return results
 
 
+def compile_comparison(results: list[Result], device: str = "cpu", repeats: int = 3) -> list[dict]:
+    """``torch.compile`` beside xpnet for the quick suite's step cases at batch 64 and 256 (SGD):
+    compiling takes about half a minute per case on 2 cores, so not for every case. Empty
+    without PyTorch or where compiling fails."""
+    if not torch_available():
+        return []
+    rows = []
+    for r in results:
+        c = r.case
+        if c.layers == SMALL and c.batch in (64, 256) and c.optimizer == "sgd" and c.mode == "step" and c.dtype == "float32":
+            runner = torch_compile_runner(c, device)
+            if runner is None:
+                return []
+            compiled = measure(runner, repeats)
+            rows.append({"case": c.name, "xpnet": r.xpnet, "torch_compile": compiled, "vs_torch_compile": r.xpnet / compiled})
+    return rows
+
+
 def markdown(results: list[Result]) -> str:
     """The results as a markdown table."""
     def ratio(v):  # "1.23x", or "n/a" where the other side was not run
         return "n/a" if v is None else f"{v:.2f}x"
 
+    def share(v):
+        return "n/a" if v is None else f"{100 * v:.0f}%"
+
     lines = [
-        "| layers | batch | optimizer | dtype | mode | data | xpnet samples/s | vs PyTorch | vs plain NumPy | roofline |",
-        "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| layers | batch | optimizer | dtype | mode | data | xpnet samples/s | vs PyTorch | vs plain NumPy | roofline "
+        "| of GEMM-only |",
+        "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         row = r.row()
         lines.append(
             f"| {','.join(map(str, r.case.layers))} | {r.case.batch} | {r.case.optimizer} | {r.case.dtype} | {r.case.mode} "
             f"| {r.case.data} | {r.xpnet:,.0f} | {ratio(row['vs_torch'])} | {ratio(row['vs_reference'])} "
-            f"| {100 * r.roofline:.0f}% |"
+            f"| {100 * r.roofline:.0f}% | {share(row['of_gemm_only'])} |"
         )
     return "\n".join(lines)
 

@@ -1156,17 +1156,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         vs_r = f"{row['vs_reference']:.2f}x plain" if row["vs_reference"] else "plain n/a"
         print(f"{r.case.name:55s} {r.xpnet:>11,.0f}/s  {vs_t:>12}  {vs_r:>12}  roofline {100 * r.roofline:3.0f}%", flush=True)
 
+    counts = bench.op_counts()
+    ops_line = ("array operations per step of [784,128,64,10] on the generic path (array-api-strict; each one a "
+                "kernel launch on a GPU): " + ", ".join(f"{k} {v}" for k, v in counts.items())) if counts else (
+                "array operations per step: n/a (needs array-api-strict)")
+    print(ops_line, flush=True)
     results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show, threads=blas_threads())
     table = bench.markdown(results)
+    with bench.pinned_threads(blas_threads()):
+        compiled = bench.compile_comparison(results, device) if quick else []
+    compile_lines = [f"- torch.compile, {row['case']}: {row['torch_compile']:,.0f} samples/s; xpnet "
+                     f"{row['vs_torch_compile']:.2f}x" for row in compiled]
     print()
     print(table)
+    if compile_lines:
+        print("\n".join(compile_lines))
     if getattr(args, "json", None):
         with _as_flags(("path", "--json", args.json)), atomic_write(args.json) as f:
-            f.write(json.dumps({"environment": env, "results": [r.row() for r in results]}, indent=1).encode())
+            f.write(json.dumps({"environment": env, "op_counts": counts, "results": [r.row() for r in results],
+                                "torch_compile": compiled}, indent=1).encode())
     if getattr(args, "markdown", None):
         header = "\n".join(f"- {k}: {v}" for k, v in env.items())
         command = "xpnet bench" + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else "")
-        text = f"# xpnet bench, {env['date']}, {device}\n\nCommand: `{command}`\n\n{header}\n\n{table}\n"
+        extra = "\n".join([f"- {ops_line}", *compile_lines])
+        text = f"# xpnet bench, {env['date']}, {device}\n\nCommand: `{command}`\n\n{header}\n\n{table}\n\n{extra}\n"
         with _as_flags(("path", "--markdown", args.markdown)), atomic_write(args.markdown) as f:
             f.write(text.encode())
     return 0

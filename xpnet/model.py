@@ -18,6 +18,7 @@ one array. Gradients come back in the same layout.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -122,6 +123,18 @@ def _check_memory(n_params: int, itemsize: int, sizes: list[int]) -> None:
         raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} parameters alone "
                          f"({itemsize} bytes each), more than the {free / 2**30:.1f} GiB of free memory: "
                          "use narrower layers")
+
+
+def on_device(method):
+    """Run an MLP method with the model's device current (CuPy's ``cuda:N``; a no-op elsewhere),
+    so that a second model on another GPU never moves this one's kernels."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapped
 
 
 def _checked_backend(backend: Backend) -> Backend:
@@ -281,6 +294,7 @@ class MLP:
         xp = self.xp
         return [xp.reshape(flat[start:stop], shape) for start, stop, shape in self._slices]
 
+    @on_device
     def pack(self, arrays: Sequence):
         """Arrays ``[W1, b1, ...]`` (host or device) as one new device array in the flat layout."""
         xp, dtype = self.xp, self.backend.dtype(self.dtype)
@@ -360,6 +374,7 @@ class MLP:
         )
 
     # ------------------------------------------------- classes and input scale
+    @on_device
     def prepare(self, X, y=None) -> None:
         """Fit what the model learns from its training data before the first step.
 
@@ -533,6 +548,7 @@ class MLP:
     def _output(self, Z):
         return ACTIVATIONS[self.output].forward(self.backend.nx, Z)
 
+    @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
                  buf: Buffers = NO_BUFFERS) -> Gradient:
         """Forward and backward pass over one batch already on the device.
@@ -592,6 +608,7 @@ class MLP:
         return Gradient(value, correct, grad_flat)
 
     # ------------------------------------------------------------- public API
+    @on_device
     def device_data(self, X, y=None, names: tuple[str, str] = ("X", "y")):
         """Validate and move a data set to the device once: ``(X, Y, labels)``.
 
@@ -607,10 +624,12 @@ class MLP:
         Y, labels = self._targets(y, Xd.shape[0], names[1])
         return Xd, Y, labels
 
+    @on_device
     def forward(self, X):
         """Network outputs ``(m, n_out)`` for ``X`` ``(m, n_in)``, as a backend array."""
         return self._output(self._forward(self._features(X))[1])
 
+    @on_device
     def loss_and_grads(self, X, y) -> tuple[float, list]:
         """Mean loss over the samples and its gradient for every parameter.
 
@@ -633,6 +652,7 @@ class MLP:
             return xp.argmax(A, axis=1)
         return xp.astype(A[:, 0] >= 0.5, xp.int64)
 
+    @on_device
     def predict_proba(self, X):
         """Class probabilities ``(m, n_out)`` (softmax or sigmoid outputs); column ``j`` is
         ``classes[j]`` (for one sigmoid unit, the probability of ``classes[1]``)."""
@@ -640,6 +660,7 @@ class MLP:
             raise ValueError("predict_proba needs output='softmax' or 'sigmoid'; this network's output is 'identity'")
         return self._outputs(self._features(X))
 
+    @on_device
     def predict(self, X):
         """Class labels ``(m,)``: argmax over outputs, or ``p >= 0.5`` for one sigmoid unit,
         as the labels in :attr:`classes` (a host array when those are strings).
@@ -651,6 +672,7 @@ class MLP:
             return A[:, 0]
         return self.decode_labels(self._labels_of(A))
 
+    @on_device
     def evaluate(self, X, y) -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``.
 
@@ -659,6 +681,7 @@ class MLP:
         """
         return self.scores(*self.device_data(X, y))
 
+    @on_device
     def scores(self, Xd, Y, labels) -> dict:
         """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it."""
         xp, m = self.xp, Xd.shape[0]

@@ -1,4 +1,5 @@
-"""The training loop: data to the device once, shuffled batches there, one read per epoch.
+"""The training loop: data to the device once, batches gathered there in an order drawn on
+the host (the same on every backend), one read back per epoch.
 
 :func:`train_step` is the one training step (forward, backward, gradient hook,
 update) that :func:`fit`, the benchmarks and a user's own loop all call.
@@ -233,15 +234,16 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         0-d device arrays (``correct`` is ``None`` unless asked for); nothing is read
         back to the host.
     """
-    if optimizer.xp is None or optimizer.bound_to is not model.flat:
-        optimizer.attach([model.flat], model.backend if buf.enabled else None, decay=[model.n_weights])
-        optimizer.bound_to = model.flat
-    out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, buf=buf)
-    grad = out.grad
-    if grad_hook is not None:
-        replaced = grad_hook(grad)
-        grad = grad if replaced is None else replaced
-    optimizer.step([model.flat], [grad])
+    with model.backend.activate():
+        if optimizer.xp is None or optimizer.bound_to is not model.flat:
+            optimizer.attach([model.flat], model.backend if buf.enabled else None, decay=[model.n_weights])
+            optimizer.bound_to = model.flat
+        out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, buf=buf)
+        grad = out.grad
+        if grad_hook is not None:
+            replaced = grad_hook(grad)
+            grad = grad if replaced is None else replaced
+        optimizer.step([model.flat], [grad])
     return out.loss, out.correct
 
 
@@ -311,7 +313,8 @@ def fit(
         optimizer: defaults to ``SGD(lr=0.1)``.
         epochs: passes over the data (in total, counting those before a resume).
         batch_size: samples per step; ``None`` is full-batch gradient descent.
-        shuffle: reshuffle (on the device) before every epoch.
+        shuffle: reshuffle before every epoch (an order drawn on the host, keyed
+            ``(seed, epoch)``, uploaded once; each batch's rows are gathered in ascending order).
         validation_data: ``(X_val, y_val)``, evaluated after every epoch.
         seed: the shuffling seed; epoch ``e`` uses the key ``(seed, e)``.
         verbose: print one line per epoch.
@@ -355,8 +358,9 @@ def fit(
         check_writable(checkpoint, "checkpoint")
 
     try:
-        return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-                    reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes)
+        with model.backend.activate():  # the model's GPU is current for the whole run (a no-op off CuPy)
+            return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
+                        callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes)
     except Exception as exc:
         if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
             raise
