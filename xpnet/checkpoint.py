@@ -4,7 +4,7 @@ Weights (the model file's arrays with a ``param.`` prefix, so a checkpoint loads
 model too), optimizer state, the history, callback state, the position inside the
 epoch and the run's settings. A resume refuses a checkpoint from another run
 (architecture, classes, input scaling, data shape, batch size, seed, optimizer) and,
-unless allowed, other optimizer settings.
+unless allowed, other optimizer settings or another number of data-parallel processes.
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     Returns ``(history, position)``. Raises ValueError for a damaged file or for one
     written by a different architecture, classes, input scaling, data shape, batch size,
     seed or optimizer; and for other optimizer hyperparameters (learning rate, momentum,
-    schedule, weight decay, ...) unless ``allow_changes``, in which case the history
-    records each change (``history.changes``).
+    schedule, weight decay, ...) or another number of processes (``run["world_size"]``,
+    data-parallel ranks) unless ``allow_changes``, in which case the history records each
+    change (``history.changes``).
     """
     arrays, meta = load_arrays(path)
     where = f"resume={str(path)!r}"
@@ -102,6 +103,15 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
             raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
                              f"{key}={run.get(key)!r}: resume with the same data and settings")
     changed = {k: [opt_meta.get(k), v] for k, v in optimizer.hyperparameters().items() if opt_meta.get(k) != v}
+    ranks = [saved_run.get("world_size", 1), run.get("world_size", 1)]  # processes; older checkpoints: one
+    if ranks[0] != ranks[1]:
+        if not allow_changes:
+            same = "in one process" if ranks[0] == 1 else f"on {ranks[0]} ranks (mpiexec -n {ranks[0]} ... --distributed)"
+            raise ValueError(f"{where} was written by {ranks[0]} process(es) and this run has {ranks[1]}: the gradients "
+                             "would be summed in another order, so the run would not continue bit for bit; resume "
+                             f"{same}, or allow the change (--allow-changes; fit(..., allow_changes=True)), which the "
+                             "history records")
+        changed["world_size"] = ranks
     if changed and not allow_changes:
         listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
         raise ValueError(f"{where} was written with other optimizer settings: {listed}; resume with the same ones, "

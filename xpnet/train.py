@@ -24,6 +24,7 @@ import numpy as np
 
 from .backend import NO_BUFFERS, Buffers, to_numpy
 from .checkpoint import Position, load_checkpoint, save_checkpoint
+from .distributed import as_communicator
 from .history import History
 from .io import check_writable
 from .model import MLP, batch_spans
@@ -248,9 +249,14 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
 
 
 def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
-              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None, onehot: bool = False):
+              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None, onehot: bool = False,
+              batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None):
     """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
     ``order`` (a device permutation, or ``None`` for slices).
+
+    Data-parallel training passes this rank's share of each global batch as ``spans``, the
+    global batches' sizes as ``batch_sizes`` (what each step's gradient is divided by) and
+    the per-step sum across ranks as ``grad_hook``; ``stop`` is then the ranks' agreed flag.
 
     Returns ``(losses, corrects, steps)``: each step's loss summed over its rows and its
     correct count as 0-d device arrays (nothing is read back here; ``corrects`` is empty
@@ -274,7 +280,9 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
             Lb = None
             if count and not onehot:
                 Lb = nx.take(labels, idx, axis=0, out=buf("L", (rows,), labels.dtype), mode="clip")
-        loss, correct = train_step(model, optimizer, Xb, Yb, Lb, onehot=count and onehot, buf=buf)
+        size = None if batch_sizes is None else batch_sizes[batch]  # across ranks: the global batch's rows
+        loss, correct = train_step(model, optimizer, Xb, Yb, Lb, batch_size=size, onehot=count and onehot,
+                                   grad_hook=grad_hook, buf=buf)
         losses.append(loss)
         if correct is not None:
             corrects.append(correct)
@@ -303,6 +311,7 @@ def fit(
     resume: str | None = None,
     config: dict | None = None,
     allow_changes: bool = False,
+    comm: Any = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -331,8 +340,17 @@ def fit(
             then bit-identical on the CPU to a run that was never interrupted.
         config: extra JSON-ready settings recorded in checkpoints (the CLI's flags).
         allow_changes: on ``resume``, apply optimizer settings (learning rate, momentum,
-            schedule, weight decay, ...) that differ from the checkpoint's and record them
-            in ``history.changes``; by default such a resume is refused, naming each one.
+            schedule, weight decay, ...) or a number of processes that differ from the
+            checkpoint's and record them in ``history.changes``; by default such a resume is
+            refused, naming each one.
+        comm: data-parallel training across processes (see :mod:`xpnet.distributed`): an
+            mpi4py communicator (e.g. ``MPI.COMM_WORLD``) or a
+            :class:`~xpnet.distributed.Communicator`; every rank calls ``fit`` with the same
+            arguments and whole data set. ``batch_size`` is the global batch: each rank trains
+            on its share of every batch and one ``Allreduce`` per step sums the gradients, so
+            N ranks compute what one process computes (up to the order of the sums) and every
+            rank ends with the same weights and history. Only rank 0 prints and writes the
+            checkpoint. An error on one rank during training ends the job (``MPI_Abort``).
 
     Returns:
         The :class:`History` of the run (including the epochs before a resume).
@@ -344,36 +362,42 @@ def fit(
             checkpoint on disk is the last good one.
         OutOfMemory: the device ran out of memory; the message gives the batch
             size and an estimate of the memory needed.
+        xpnet.distributed.PeerFailed: with ``comm``, another rank failed before training
+            started (every rank raises its own error or this one).
     """
-    epochs = check_positive(epochs, "epochs", integer=True)
-    checkpoint_every = check_positive(checkpoint_every, "checkpoint_every", integer=True)
-    if batch_size is not None:
-        batch_size = check_positive(batch_size, "batch_size", integer=True)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
-    optimizer = SGD(lr=0.1) if optimizer is None else optimizer
-    if not isinstance(optimizer, Optimizer):
-        raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
-    if checkpoint is not None:
-        check_writable(checkpoint, "checkpoint")
+    comm = as_communicator(comm)
+    # across ranks, an error before training starts is raised by every rank; one during it ends the job
+    with comm.running(agreed=(TrainingInterrupted, TrainingDiverged)):
+        epochs = check_positive(epochs, "epochs", integer=True)
+        checkpoint_every = check_positive(checkpoint_every, "checkpoint_every", integer=True)
+        if batch_size is not None:
+            batch_size = check_positive(batch_size, "batch_size", integer=True)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
+        optimizer = SGD(lr=0.1) if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
+        if checkpoint is not None:
+            check_writable(checkpoint, "checkpoint")
 
-    try:
-        with model.backend.activate():  # the model's GPU is current for the whole run (a no-op off CuPy)
-            return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
-                        callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes)
-    except Exception as exc:
-        if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
-            raise
-        m = len(X) if hasattr(X, "__len__") else 0
-        rows = m if batch_size is None else min(batch_size, m or batch_size)
-        state = len(getattr(optimizer, "STATE", ()))
-        itemsize = 8 if model.dtype == "float64" else 4
-        step_bytes, data_bytes = memory_estimate(model.sizes, rows, itemsize, state, m)
-        raise OutOfMemory(model.backend.label, rows, step_bytes, data_bytes, exc) from exc
+        try:
+            with model.backend.activate():  # the model's GPU is current for the whole run (a no-op off CuPy)
+                return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
+                            callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes,
+                            comm)
+        except Exception as exc:
+            if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
+                raise
+            m = len(X) if hasattr(X, "__len__") else 0
+            rows = m if batch_size is None else min(batch_size, m or batch_size)
+            state = len(getattr(optimizer, "STATE", ()))
+            itemsize = 8 if model.dtype == "float64" else 4
+            step_bytes, data_bytes = memory_estimate(model.sizes, rows, itemsize, state, m)
+            raise OutOfMemory(model.backend.label, rows, step_bytes, data_bytes, exc) from exc
 
 
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes) -> History:
+         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm) -> History:
     """The body of :func:`fit`, after its arguments are checked."""
     from .validate import as_array
 
@@ -394,22 +418,32 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     buf = Buffers(backend, enabled=reuse_buffers)
     optimizer.attach([model.flat], backend if reuse_buffers else None, decay=[model.n_weights])
     optimizer.bound_to = model.flat
-    spans = batch_spans(m, batch_size)
+    spans = batch_spans(m, batch_size)  # the global batches
+    mine = comm.share(spans)  # this rank's contiguous rows of each (all of them in one process)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
     history, pos = History(), Position()
     for cb in callbacks:
         cb.on_train_begin(model, history)
     run_info = {"m": m, "n_in": Xd.shape[1], "targets": list(Yd.shape), "batch_size": batch_size, "seed": seed,
-                "shuffle": shuffle, "optimizer": type(optimizer).__name__, "epochs": epochs, **(config or {})}
+                "shuffle": shuffle, "optimizer": type(optimizer).__name__, "epochs": epochs,
+                "world_size": comm.size, **(config or {})}
     if resume is not None:
         history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info, allow_changes)
 
     def save(position: Position) -> None:
-        save_checkpoint(checkpoint, model, optimizer, history, asdict(position), callbacks, run_info)
+        if comm.rank == 0:
+            save_checkpoint(checkpoint, model, optimizer, history, asdict(position), callbacks, run_info)
+        comm.barrier()  # no rank goes on (or exits) before the file is in place
 
+    comm.agree()  # every rank's setup went well, or every rank raises here
     # Overflow and NaN are checked for explicitly (TrainingDiverged names the epoch and step),
     # so NumPy's own warnings about them would only be noise before that message.
     with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):
+        # across ranks: one Allreduce per step sums the gradients and carries the stop flag, and
+        # the loop stops on the agreed flag, so that every rank stops after the same step
+        hook = comm.gradient_sum(backend, model.n_params, model.dtype, stop) if comm.size > 1 else None
+        agreed = stop if hook is None else hook
+        sizes = [stop_row - start for start, stop_row in spans] if hook is not None else None
         for epoch in range(pos.epoch, epochs):
             optimizer.start_epoch(epoch, epochs)
             for cb in callbacks:
@@ -418,11 +452,13 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             # keyed (seed, epoch), drawn on the host: every backend sees the same batches
             order = backend.random(seed, epoch).permutation(m, batch_size) if gather else None
             first = pos.step if epoch == pos.epoch else 0
-            losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, spans, order, buf, callbacks,
-                                               first=first, stop=stop, onehot=onehot)
+            losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
+                                               first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
+                                               grad_hook=hook)
             # the epoch's reads from the device: its losses and correct count (and a sync)
             step_losses = to_numpy(xp.stack(losses)) if losses else np.zeros(0, model.dtype)
             correct = int(round(float(xp.sum(xp.stack(corrects))))) if corrects else 0
+            step_losses, correct = comm.epoch_sums(step_losses, correct)  # over the ranks: the same on each
             if first:  # resumed inside this epoch: prepend what the checkpoint had
                 step_losses = np.concatenate([pos.losses, step_losses])
                 correct += pos.correct
@@ -435,7 +471,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 position = Position(epoch, done, step_losses, correct)
                 if checkpoint is not None:
                     save(position)
-                raise TrainingInterrupted(stop.signum, epoch + 1, done, checkpoint)
+                raise TrainingInterrupted(agreed.signum, epoch + 1, done, checkpoint)
             seconds = time.perf_counter() - t0
             # the per-step sums over rows, added on the host in float64
             train_loss = float(np.sum(step_losses, dtype=np.float64)) / m
@@ -452,16 +488,18 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 history.val_loss.append(scores["loss"])
                 if "accuracy" in scores:
                     history.val_accuracy.append(scores["accuracy"])
-            if verbose:
+            if verbose and comm.rank == 0:
                 print(format_epoch(history, epochs), flush=True)
             halt = False
             for cb in callbacks:
                 halt = cb.on_epoch_end(model, history) or halt
+            # across ranks: a signal or a halt on any rank is one for all (and the weights are checked equal)
+            signum, halt = comm.agree_epoch(model.flat, stop.signum, halt)
             due = halt or epoch + 1 == epochs or (epoch + 1) % checkpoint_every == 0
-            if checkpoint is not None and (due or stop.signum is not None):
+            if checkpoint is not None and (due or signum is not None):
                 save(Position(epoch + 1))
-            if stop.signum is not None:  # the signal came during validation or the callbacks
-                raise TrainingInterrupted(stop.signum, epoch + 1, len(spans), checkpoint)
+            if signum is not None:  # the signal came during validation or the callbacks
+                raise TrainingInterrupted(signum, epoch + 1, len(spans), checkpoint)
             if halt:
                 history.stopped_early = True
                 break
