@@ -550,7 +550,7 @@ class MLP:
 
     @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
-                 buf: Buffers = NO_BUFFERS) -> Gradient:
+                 row_weights=None, buf: Buffers = NO_BUFFERS) -> Gradient:
         """Forward and backward pass over one batch already on the device.
 
         Args:
@@ -563,6 +563,9 @@ class MLP:
                 are counted.
             onehot: ``Y`` is one-hot (class labels): the correct predictions are then
                 counted from ``Y`` itself, without labels.
+            row_weights: ``(m,)`` device weights in the model dtype: row ``i``'s term of the
+                gradient is multiplied by ``row_weights[i]`` (scikit-learn's ``sample_weight``).
+                The returned loss stays the unweighted sum.
             buf: reused arrays (NumPy); the gradient is then a buffer of ``buf``,
                 valid until the next call.
 
@@ -582,6 +585,8 @@ class MLP:
             value = loss.value(nx, Z, A, Y)
             dZ = loss.delta(nx, Z, A, Y, self.output)
             dZ *= scale  # dZ is a fresh array here
+        if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
+            dZ *= nx.reshape(row_weights, (m, 1))
         correct = None
         if onehot and Z.shape[1] > 1:  # Y's entry at the arg-max: 1 exactly when the prediction is right
             pick = nx.reshape(nx.argmax(Z, axis=1), (m, 1))
