@@ -1,0 +1,1171 @@
+"""scikit-learn's ``MLPClassifier`` and ``MLPRegressor``, on xpnet's engine.
+
+    from xpnet.sklearn import MLPClassifier   # instead of sklearn.neural_network
+    clf = MLPClassifier(hidden_layer_sizes=(128, 64), device="cuda").fit(X, y)
+
+Needs scikit-learn >= 1.7 (``pip install "xpnet[sklearn]"``); ``import xpnet`` alone never
+imports it.
+
+**What follows scikit-learn**, read from its ``sklearn/neural_network/_multilayer_perceptron.py``
+and ``_stochastic_optimizers.py`` (1.7 to 1.9): every parameter's name, meaning, default and
+check; the initial weights (Glorot-uniform, drawn from the same ``RandomState`` in the same
+order), the early-stopping split and the per-epoch shuffles, so that with ``dtype="float64"``
+a fit follows scikit-learn's step for step (the tests check this); the loss (data term as a
+sample-weighted mean, plus ``0.5 * alpha * ||W||^2 / batch``, weights only, under every
+solver), the stopping rules (``tol``, ``n_iter_no_change``, ``'adaptive'`` dividing the rate
+by 5 and stopping below 1e-6), the update rules (:class:`SGDRule`: Sutskever momentum,
+``'invscaling'`` on the samples seen ``t_``; :class:`AdamRule`: scikit-learn's epsilon),
+``partial_fit`` (one epoch, optimizer state kept), ``warm_start``, and the fitted attributes.
+
+**What is xpnet's**: the forward and backward pass (:meth:`xpnet.MLP.backprop`, which
+weights rows through ``row_weights``), the update rules written once in ``xp`` as
+whole-buffer operations on :attr:`xpnet.MLP.flat`, float32 by default (``dtype``), the
+device (``device="cuda"``; CuPy input then stays on the GPU) and ``threads`` (BLAS threads
+during fit and predict).
+
+**Differences**: the log-loss of an unweighted fit is computed from the logits (no clipping
+at machine epsilon, which only matters where a probability is below about 1e-7); outputs are
+computed in ``dtype`` and returned in the input's float type; sparse input is made dense.
+
+**Pickles** follow scikit-learn's convention (network and optimizer state included) and run
+code when loaded: unpickle only files you trust. :meth:`MLPClassifier.save` /
+:meth:`MLPClassifier.load` write and read xpnet's own model file instead (``.npz`` of arrays
+plus JSON, read without pickle): the fitted network, its classes and the estimator's
+parameters, not the optimizer state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import warnings
+from typing import Any, NamedTuple
+
+import array_api_compat
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(f'xpnet.sklearn needs scikit-learn >= 1.7: pip install "xpnet[sklearn]" ({exc})') from None
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils import shuffle as sk_shuffle
+
+# scikit-learn's parameter constraints (what its own estimators use through BaseEstimator's
+# _validate_params), so that a bad parameter gets scikit-learn's InvalidParameterError.
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d, validate_data
+
+from .backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
+from .model import EVAL_BATCH, MLP, batch_spans
+
+__all__ = ["AdamRule", "MLPClassifier", "MLPRegressor", "SGDRule", "expected_failed_checks"]
+
+HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}  # scikit-learn -> xpnet
+RECORD_SOURCE = "xpnet.sklearn"  # MLP.data_info["source"] of a file written by save()
+
+
+# ----------------------------------------------------------------- the update rules
+class SGDRule:
+    """scikit-learn's ``SGDOptimizer`` as whole-buffer operations on a flat parameter array::
+
+        v = momentum * v - learning_rate * g
+        p += momentum * v - learning_rate * g    (nesterov, with the new v)   or   p += v
+
+    ``lr_schedule``: ``'constant'``; ``'invscaling'`` sets ``learning_rate_init / (t + 1) **
+    power_t`` at the end of each epoch, ``t`` the samples seen so far (the estimator's
+    ``t_``); ``'adaptive'`` divides the rate by 5 each time progress stalls
+    (:meth:`trigger_stopping`) and stops once it is at most 1e-6.
+    """
+
+    STATE = ("velocity",)
+
+    def __init__(self, learning_rate_init: float = 0.1, lr_schedule: str = "constant", momentum: float = 0.9,
+                 nesterov: bool = True, power_t: float = 0.5):
+        self.learning_rate_init = float(learning_rate_init)
+        self.learning_rate = float(learning_rate_init)
+        self.lr_schedule, self.momentum, self.nesterov, self.power_t = lr_schedule, momentum, nesterov, power_t
+        self.velocity = None
+
+    def update(self, backend: Backend, p, g) -> None:
+        """``p += update`` in place, from gradient ``g`` ``(n,)``, which is used as scratch."""
+        nx, mu = backend.nx, self.momentum
+        if self.velocity is None:
+            self.velocity = backend.xp.zeros_like(p)
+        v = self.velocity
+        g *= self.learning_rate  # lr * g
+        v *= mu
+        v -= g  # v = mu v - lr g
+        if self.nesterov:
+            p -= g
+            p += nx.multiply(v, mu, out=g if backend.supports_out else None)  # mu v - lr g
+        else:
+            p += v
+
+    def iteration_ends(self, time_step: int) -> None:
+        if self.lr_schedule == "invscaling":
+            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg: str, verbose) -> bool:
+        if self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(f"{msg} Setting learning rate to {self.learning_rate:f}")
+        return False
+
+    def to(self, backend: Backend, dtype) -> None:
+        """Move the state arrays to ``backend`` in ``dtype`` (after unpickling, or a new device)."""
+        for name in self.STATE:
+            a = getattr(self, name)
+            if a is not None:
+                setattr(self, name, backend.asarray(to_numpy(a), dtype))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_scratch", None)
+        for name in self.STATE:  # device arrays pickle as host arrays
+            if state.get(name) is not None:
+                state[name] = np.array(to_numpy(state[name]), copy=True)
+        return state
+
+
+class AdamRule(SGDRule):
+    """scikit-learn's ``AdamOptimizer`` as whole-buffer operations::
+
+        t += 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+        p -= learning_rate_init * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)
+
+    (epsilon is added to ``sqrt(v)`` as scikit-learn does, not to the bias-corrected root as
+    :class:`xpnet.Adam` does). No schedule: a stall always stops training.
+    """
+
+    STATE = ("m", "v")
+
+    def __init__(self, learning_rate_init: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8):
+        super().__init__(learning_rate_init, "constant", 0.0, False, 0.5)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.t = 0
+        self.m = self.v = None
+        self._scratch = None
+
+    def update(self, backend: Backend, p, g) -> None:
+        nx, b1, b2 = backend.nx, self.beta_1, self.beta_2
+        if self.m is None:
+            self.m, self.v = backend.xp.zeros_like(p), backend.xp.zeros_like(p)
+        if backend.supports_out and getattr(self, "_scratch", None) is None:
+            self._scratch = nx.empty_like(p)
+        s = self._scratch if backend.supports_out else None
+        m, v = self.m, self.v
+        self.t += 1
+        self.learning_rate = self.learning_rate_init * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        v *= b2
+        s = nx.multiply(g, g, out=s)
+        s *= 1.0 - b2
+        v += s
+        m *= b1
+        g *= 1.0 - b1
+        m += g
+        s = nx.sqrt(v, out=s)
+        s += self.epsilon
+        s = nx.divide(m, s, out=s)
+        s *= self.learning_rate
+        p -= s
+
+    def iteration_ends(self, time_step: int) -> None:
+        pass
+
+    def trigger_stopping(self, msg: str, verbose) -> bool:
+        if verbose:
+            print(msg + " Stopping.")
+        return True
+
+
+# ---------------------------------------------------------------- output heads
+def _xlogy_rows(xp, Y, log_p):
+    """``sum_k xlogy(y, p)`` per row, with ``log_p`` already clipped (finite)."""
+    return xp.sum(Y * log_p, axis=1)
+
+
+def _log_loss_rows(xp, A, Y, eps):
+    P = xp.clip(A, eps, 1.0 - eps)
+    return -_xlogy_rows(xp, Y, xp.log(P))
+
+
+def _binary_log_loss_rows(xp, A, Y, eps):
+    P = xp.clip(A, eps, 1.0 - eps)
+    return -(_xlogy_rows(xp, Y, xp.log(P)) + _xlogy_rows(xp, 1.0 - Y, xp.log(1.0 - P)))
+
+
+def _squared_rows(xp, A, Y, eps):
+    D = A - Y
+    return xp.sum(D * D, axis=1) / 2  # scikit-learn then averages over outputs too: Head.per_output
+
+
+def _poisson_rows(xp, Z, Y, eps):
+    # half Poisson deviance with the log link, from Z = log(prediction):
+    # xlogy(y, y / exp(z)) - y + exp(z), where xlogy(0, .) = 0
+    positive = Y > 0
+    log_y = xp.log(xp.where(positive, Y, xp.ones_like(Y)))
+    return xp.sum(xp.where(positive, Y * (log_y - Z), xp.zeros_like(Y)) - Y + xp.exp(Z), axis=1)
+
+
+class Head(NamedTuple):
+    """An ``out_activation_``: the xpnet output that computes it and scikit-learn's loss."""
+
+    output: str  # xpnet's output activation for the network
+    rows: Any  # (xp, outputs or Z, Y, eps) -> (m,) loss per row, scikit-learn's definition
+    per_output: bool  # scikit-learn averages this loss over the outputs (squared error)
+    fast: bool  # the network's own loss and gradient (backprop) are scikit-learn's, unweighted
+
+
+HEADS = {
+    "softmax": Head("softmax", _log_loss_rows, False, True),
+    "logistic": Head("sigmoid", _binary_log_loss_rows, False, True),
+    "identity": Head("identity", _squared_rows, True, True),
+    # exp(z) with half Poisson deviance: the network ends in identity (z); the exp and the
+    # loss's gradient exp(z) - y are applied here, around MLP.backprop
+    "exp": Head("identity", _poisson_rows, False, False),
+}
+
+
+# ---------------------------------------------------------------- helpers
+def _on_device(a) -> bool:
+    """A non-NumPy array-API array (CuPy, array-api-strict, torch): kept off scikit-learn's checks."""
+    return array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray)
+
+
+def _dense(X):
+    return X.toarray() if hasattr(X, "toarray") else X
+
+
+def _sample_weight(sample_weight, n: int):
+    """scikit-learn's checks (and messages) for ``sample_weight``: ``(n,)`` float64 host array or None."""
+    if sample_weight is None:
+        return None
+    if _on_device(sample_weight):
+        sample_weight = to_numpy(sample_weight)
+    if isinstance(sample_weight, numbers.Number):
+        sw = np.full(n, sample_weight, dtype=np.float64)
+    else:
+        sw = check_array(sample_weight, accept_sparse=False, ensure_2d=False, dtype=np.float64, order="C",
+                         input_name="sample_weight")
+        if sw.ndim != 1:
+            raise ValueError("Sample weights must be 1D array or scalar")
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n,)}!")
+    if np.all(sw == 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sw
+
+
+def _block_sorted(order: np.ndarray, block: int) -> np.ndarray:
+    """``order`` with the indices inside each batch sorted: the same batches, gathered in
+    address order (faster; the sums over a batch's rows are the same up to rounding)."""
+    order = order.copy()
+    n = len(order)
+    full = n - n % block
+    order[:full].reshape(-1, block).sort(axis=1)
+    order[full:].sort()
+    return order
+
+
+def _json_params(params: dict) -> dict:
+    """Estimator parameters as JSON values (``inf`` as the string ``"inf"``; a RandomState: null)."""
+    out = {}
+    for k, v in params.items():
+        if k == "device":
+            continue
+        if isinstance(v, (np.integer, np.floating, np.bool_)):
+            v = v.item()
+        if isinstance(v, float) and math.isinf(v):
+            v = "inf"
+        elif isinstance(v, (tuple, list, np.ndarray)):
+            v = [int(h) for h in v]
+        elif not (v is None or isinstance(v, (bool, int, float, str))):
+            v = None  # a RandomState instance: not reproducible from a file
+        out[k] = v
+    return out
+
+
+# ------------------------------------------------------------------- the estimators
+class _BaseMLP(BaseEstimator):
+    """What :class:`MLPClassifier` and :class:`MLPRegressor` share (scikit-learn's
+    ``BaseMultilayerPerceptron``, on an :class:`xpnet.MLP`)."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"), Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
+        "device": [str, Backend],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32", threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.dtype = dtype
+        self.threads = threads
+
+    # -------------------------------------------------------------- scikit-learn protocol
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # accepted, and made dense
+        return tags
+
+    def __sklearn_clone__(self):
+        if not isinstance(self.device, Backend):
+            return super().__sklearn_clone__()
+        # a Backend holds its namespace module, which cannot be deep-copied; it is immutable: share it
+        from sklearn.base import clone
+
+        params = self.get_params(deep=False)
+        device = params.pop("device")
+        return type(self)(**{k: clone(v, safe=False) for k, v in params.items()}, device=device)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())  # a copy: the estimator keeps its device arrays
+        if isinstance(state.get("device"), Backend):
+            raise TypeError(f"an estimator with device={self.device!r} cannot be pickled (its namespace is a module): "
+                            "use device='cpu' or 'cuda', or save() and load()")
+        mlp = state.get("mlp_")
+        if mlp is not None:  # host arrays and the config: rebuilt on the estimator's device when loaded
+            state["mlp_"] = {"arrays": [np.array(to_numpy(p), copy=True) for p in mlp.params],
+                             "config": mlp.config(), "data_info": mlp.data_info}
+        if state.get("_best_flat") is not None:
+            state["_best_flat"] = np.array(to_numpy(state["_best_flat"]), copy=True)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        net = self.__dict__.get("mlp_")
+        if isinstance(net, dict):
+            try:
+                backend = self._backend()
+            except DeviceError as exc:
+                warnings.warn(f"this estimator was pickled with device={self.device!r}, which is not usable here "
+                              f"({exc}); its network is loaded on the CPU", UserWarning, stacklevel=2)
+                backend = get_backend(None, "cpu")
+            self.mlp_ = MLP.from_arrays(net["arrays"], backend=backend, **net["config"])
+            self.mlp_.data_info = net["data_info"]
+            dtype = backend.dtype(self.mlp_.dtype)
+            if self.__dict__.get("_optimizer") is not None:
+                self._optimizer.to(backend, dtype)
+            if self.__dict__.get("_best_flat") is not None:
+                self._best_flat = backend.asarray(self._best_flat, dtype)
+
+    # ------------------------------------------------------------------ fitted attributes
+    @property
+    def coefs_(self) -> list:
+        """Weight matrices ``(n_{l-1}, n_l)`` as host NumPy arrays (on the CPU, views of the network's
+        buffer: changing one in place changes the network; on a GPU, copies)."""
+        if "mlp_" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: it has no coefs_")
+        return [to_numpy(p) for p in self.mlp_.params[0::2]]
+
+    @coefs_.setter
+    def coefs_(self, arrays) -> None:
+        for l, a in enumerate(arrays):
+            self.mlp_.params[2 * l] = np.asarray(a)
+
+    @property
+    def intercepts_(self) -> list:
+        """Bias vectors ``(n_l,)`` as host NumPy arrays (views on the CPU, copies on a GPU)."""
+        if "mlp_" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: it has no intercepts_")
+        return [to_numpy(p) for p in self.mlp_.params[1::2]]
+
+    @intercepts_.setter
+    def intercepts_(self, arrays) -> None:
+        for l, a in enumerate(arrays):
+            self.mlp_.params[2 * l + 1] = np.asarray(a)
+
+    # ------------------------------------------------------------------------ plumbing
+    def _backend(self) -> Backend:
+        return self.device if isinstance(self.device, Backend) else get_backend(None, self.device)
+
+    def _threads(self):
+        if self.threads is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.threads, user_api="blas")
+
+    def _check_device_X(self, X, reset: bool):
+        """scikit-learn's checks for an array that stays on its device (one boolean read)."""
+        xp = array_api_compat.array_namespace(X)
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead: X has shape {tuple(X.shape)}; "
+                             "reshape your data")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"Found array with shape {tuple(X.shape)}: at least one sample and one feature are "
+                             f"required by {type(self).__name__}.")
+        if not (xp.isdtype(X.dtype, "real floating") or xp.isdtype(X.dtype, "integral")
+                or xp.isdtype(X.dtype, "bool")):
+            raise ValueError(f"X has dtype {X.dtype}: expected real numbers")
+        validate_data(self, X, skip_check_array=True, reset=reset)  # n_features_in_, and its message
+        if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
+            raise ValueError("Input X contains NaN or infinity.")
+        return X
+
+    def _fit_input(self, X, y, reset: bool):
+        """``(X, y)``: X validated (host NumPy, or the caller's device array), y on the host."""
+        if _on_device(X):
+            X = self._check_device_X(X, reset)
+            y = to_numpy(y) if _on_device(y) else y
+            y = check_array(y, ensure_2d=False, dtype="numeric" if self._numeric_y else None, input_name="y")
+            check_consistent_length(X, y)
+            return X, y
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=self._numeric_y,
+                             dtype=(np.float64, np.float32), reset=reset)
+        return _dense(X), y
+
+    def _predict_input(self, X):
+        """``(X, on_device, float type of the results)`` for predict."""
+        check_is_fitted(self)
+        if _on_device(X):
+            return self._check_device_X(X, reset=False), True, None
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        return _dense(X), False, X.dtype
+
+    def _outputs(self, X):
+        """The network's outputs ``(m, n_outputs_)`` in ``out_activation_``, on its device."""
+        mlp = self.mlp_
+        xp = mlp.xp
+        with mlp.backend.activate():
+            chunks = [mlp.forward(X[s:e, ...]) for s, e in batch_spans(X.shape[0], EVAL_BATCH)]
+            A = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
+            return xp.exp(A) if self.out_activation_ == "exp" else A
+
+    def _result(self, A, on_device: bool, dtype):
+        """Device results for device input; host NumPy in the input's float type otherwise."""
+        if on_device:
+            return A
+        return np.asarray(to_numpy(A)).astype(dtype, copy=False)
+
+    # --------------------------------------------------------------------------- fitting
+    def _fit(self, X, y, sample_weight=None, incremental: bool = False):
+        with self._threads(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._fit_body(X, y, sample_weight, incremental)
+
+    def _fit_body(self, X, y, sample_weight, incremental):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        if self.early_stopping and incremental:  # early_stopping in partial_fit doesn't make sense
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = "mlp_" not in self.__dict__ or (not self.warm_start and not incremental)
+        backend = self._backend()
+        X, y = self._fit_input(X, y, reset=first_pass)
+        y = self._check_targets(y, incremental)  # classes_ for a classifier
+        sw = _sample_weight(sample_weight, X.shape[0])
+        n_outputs = self._n_outputs(y)
+        sizes = [X.shape[1], *[int(h) for h in hidden], n_outputs]
+        rs = check_random_state(self.random_state)
+        with backend.activate():
+            if first_pass:
+                self._initialize(sizes, rs, backend)
+            else:
+                self._keep_network(sizes, backend)
+            Xd, Yd, _ = self.mlp_.device_data(X, self._model_targets(y))
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(Xd, Yd, sw)
+            else:
+                self._fit_stochastic(Xd, Yd, self._score_targets(y), sw, incremental, rs)
+            if not bool(self.mlp_.xp.all(self.mlp_.xp.isfinite(self.mlp_.flat))):
+                raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                                 " contain large values and need to be preprocessed.")
+        return self
+
+    def _initialize(self, sizes: list[int], rs, backend: Backend) -> None:
+        """A fresh network with scikit-learn's initial weights, and the run's counters."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = sizes[-1]
+        self.n_layers_ = len(sizes)
+        self.out_activation_ = self._out_activation()
+        factor = 2.0 if self.activation == "logistic" else 6.0  # Glorot et al., as scikit-learn
+        arrays = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            arrays.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
+            arrays.append(rs.uniform(-bound, bound, fan_out))
+        self.mlp_ = MLP.from_arrays(arrays, backend=backend, sizes=sizes, activation=HIDDEN[self.activation],
+                                    output=HEADS[self.out_activation_].output, loss=None, init=None, dtype=self.dtype,
+                                    classes=self._model_classes())
+        self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)
+        self.__dict__.pop("_optimizer", None)
+        if self.solver != "lbfgs":
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _keep_network(self, sizes: list[int], backend: Backend) -> None:
+        """warm_start / partial_fit: the same network, moved or rebuilt if device, dtype or activation changed."""
+        mlp = self.mlp_
+        if list(mlp.sizes) != sizes:
+            raise ValueError(f"the network has layer sizes {mlp.sizes} but this call needs {sizes} (from "
+                             "hidden_layer_sizes and the data): to change them, fit with warm_start=False")
+        if (mlp.backend is not backend and mlp.backend.label != backend.label) or mlp.dtype != self.dtype \
+                or mlp.activation != HIDDEN[self.activation]:
+            arrays = [to_numpy(p) for p in mlp.params]
+            config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation]}
+            self.mlp_ = MLP.from_arrays(arrays, backend=backend, **config)
+            dtype = backend.dtype(self.dtype)
+            self._best_flat = backend.asarray(to_numpy(self._best_flat), dtype)
+            if self.__dict__.get("_optimizer") is not None:
+                self._optimizer.to(backend, dtype)
+
+    def _new_rule(self) -> SGDRule:
+        if self.solver == "sgd":
+            return SGDRule(self.learning_rate_init, self.learning_rate, self.momentum, self.nesterovs_momentum,
+                           self.power_t)
+        return AdamRule(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+
+    # ------------------------------------------------------------------- one batch
+    def _batch(self, Xb, Yb, wb, sw_sum: float, buf: Buffers = NO_BUFFERS, exact: bool = False):
+        """Loss terms and gradient for one batch on the device: ``(data, sq, grad)``.
+
+        ``data``: 0-d, the batch's data loss summed over its rows (each row times its weight
+        ``wb[i]`` when weighted; squared error not yet averaged over outputs); ``sq``: 0-d
+        ``||W||^2`` (``None`` when ``alpha`` is 0); ``grad``: ``(n_params,)``, in
+        :attr:`MLP.flat`'s layout, of scikit-learn's batch loss
+        ``data / (sw_sum [* n_outputs]) + 0.5 * alpha * sq / sw_sum``: its data term
+        ``sum_i w_i dL_i / sw_sum`` and the L2 term ``alpha * W / sw_sum`` on the weights.
+        (For squared error scikit-learn's gradient is that of the sum over outputs: the same here.)
+
+        Unweighted, the network's own loss is used (from the logits); ``exact`` computes
+        scikit-learn's instead (log-losses clipped at machine epsilon), at the cost of a
+        forward pass: L-BFGS's line search compares these values, so it needs the same ones.
+        """
+        mlp, head = self.mlp_, HEADS[self.out_activation_]
+        xp, m = mlp.xp, Xb.shape[0]
+        if wb is None and head.fast and not exact:
+            out = mlp.backprop(Xb, Yb, buf=buf)  # the rows' mean gradient, loss summed over rows
+            data, grad = out.loss, out.grad
+        else:
+            A = mlp.forward(Xb)  # an extra forward pass: per-row losses (scikit-learn's definitions)
+            rows = head.rows(xp, A, Yb, float(np.finfo(mlp.dtype).eps))  # (m,)
+            data = xp.sum(rows) if wb is None else xp.sum(rows * wb)
+            if self.out_activation_ == "exp":
+                # identity output with squared-error delta A - Y': Y' = z - (exp(z) - y) makes it exp(z) - y
+                Yb = A - (xp.exp(A) - Yb)
+            weights = None if wb is None else wb * (m / sw_sum)  # backprop divides by m
+            grad = mlp.backprop(Xb, Yb, row_weights=weights, buf=buf).grad
+        sq = None
+        if self.alpha:
+            nw = mlp.n_weights
+            W, G = mlp.flat[:nw], grad[:nw]
+            sq = mlp.backend.nx.vecdot(W, W)
+            G += mlp.backend.nx.multiply(W, self.alpha / sw_sum, out=buf("l2", (nw,), W.dtype))
+        return data, sq, grad
+
+    def _batch_loss(self, data: float, sq: float | None, sw_sum: float) -> float:
+        """scikit-learn's loss for one batch from :meth:`_batch`'s terms (host floats)."""
+        norm = sw_sum * (self.n_outputs_ if HEADS[self.out_activation_].per_output else 1)
+        return data / norm + (0.5 * self.alpha * sq / sw_sum if sq is not None else 0.0)
+
+    def loss_and_gradient(self, X, y, sample_weight=None, exact: bool = True) -> tuple[float, np.ndarray]:
+        """scikit-learn's loss at the current weights, with ``(X, y)`` as one batch, and its gradient.
+
+        The loss is what a batch adds to ``loss_`` (data term as a sample-weighted mean,
+        plus ``0.5 * alpha * ||W||^2`` over the weights' sum of weights); the gradient is the
+        one the solvers step along, as a host ``(n_params,)`` array in the layout of
+        ``mlp_.flat`` (weights ``W1 ... WL``, then biases). For checks and debugging.
+        ``exact=False``: the loss as the stochastic solvers compute it unweighted (from the logits).
+        """
+        check_is_fitted(self)
+        X, y = self._fit_input(X, y, reset=False)
+        y = self._check_targets(y, incremental=True)
+        sw = _sample_weight(sample_weight, X.shape[0])
+        with self.mlp_.backend.activate(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            Xd, Yd, _ = self.mlp_.device_data(X, self._model_targets(y))
+            wd = None if sw is None else self.mlp_.backend.asarray(sw, Xd.dtype)
+            sw_sum = float(X.shape[0] if sw is None else sw.sum())
+            data, sq, grad = self._batch(Xd, Yd, wd, sw_sum, exact=exact)
+            return (self._batch_loss(float(data), None if sq is None else float(sq), sw_sum),
+                    np.array(to_numpy(grad), dtype=np.float64))
+
+    # ------------------------------------------------------------------- the solvers
+    def _fit_stochastic(self, Xd, Yd, targets: np.ndarray, sw, incremental: bool, rs) -> None:
+        mlp = self.mlp_
+        backend, xp, nx = mlp.backend, mlp.xp, mlp.backend.nx
+        if not incremental or "_optimizer" not in self.__dict__:
+            self._optimizer = self._new_rule()
+        rule = self._optimizer
+        # scikit-learn treats equal weights as no weights (a weighted mean); so does the fast path here
+        if sw is not None and np.all(sw == sw[0]):
+            sw = None
+        val = None
+        if self.early_stopping:
+            # the same split as scikit-learn's: stratified for a single output column only
+            stratify = targets.reshape(-1, 1).astype(bool) if self._is_classifier and self.n_outputs_ == 1 else None
+            idx = np.arange(Xd.shape[0])
+            if sw is None:
+                train, held = train_test_split(idx, random_state=rs, test_size=self.validation_fraction,
+                                               stratify=stratify)
+                sw_val = None
+            else:
+                train, held, sw, sw_val = train_test_split(idx, sw, random_state=rs,
+                                                           test_size=self.validation_fraction, stratify=stratify)
+            if held.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+            rows_t, rows_v = backend.asarray(train), backend.asarray(held)
+            val = (xp.take(Xd, rows_v, axis=0), targets[held], sw_val)
+            Xd, Yd = xp.take(Xd, rows_t, axis=0), xp.take(Yd, rows_t, axis=0)
+        n = Xd.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                              stacklevel=3)
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        spans = batch_spans(n, batch_size)
+        swd = None if sw is None else backend.asarray(sw, Xd.dtype)
+        buf = Buffers(backend)
+        flat, n_in, k, dtype = mlp.flat, Xd.shape[1], Yd.shape[1], Xd.dtype
+        sample_idx = np.arange(n)
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                order = None
+                if self.shuffle:
+                    sample_idx = sk_shuffle(sample_idx, random_state=rs)
+                    host_order = _block_sorted(sample_idx, batch_size)
+                    order = host_order if backend.is_numpy else backend.asarray(host_order)
+                datas, sqs, coefs = [], [], []  # device 0-d terms; host coefficients of loss_
+                for start, stop in spans:
+                    rows = stop - start
+                    if order is None:
+                        Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
+                        wb = None if swd is None else swd[start:stop]
+                        sw_sum = float(rows if sw is None else sw[start:stop].sum())
+                    else:
+                        idx = order[start:stop]
+                        # mode="clip" skips NumPy's bounds check; idx is a permutation
+                        Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, n_in), dtype), mode="clip")
+                        Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, k), dtype), mode="clip")
+                        wb = None if swd is None else nx.take(swd, idx, axis=0, out=buf("w", (rows,), dtype),
+                                                              mode="clip")
+                        sw_sum = float(rows if sw is None else sw[host_order[start:stop]].sum())
+                    if sw_sum == 0:  # every weight of this batch is zero: nothing to learn from it
+                        continue
+                    data, sq, grad = self._batch(Xb, Yb, wb, sw_sum, buf)
+                    rule.update(backend, flat, grad)
+                    datas.append(data)
+                    sqs.append(sq)
+                    norm = sw_sum * (self.n_outputs_ if HEADS[self.out_activation_].per_output else 1)
+                    coefs.append((rows / norm, 0.5 * self.alpha * rows / sw_sum))
+                self.n_iter_ += 1
+                self.loss_ = self._epoch_loss(datas, sqs, coefs, n)  # the epoch's one read from the device
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                self._update_no_improvement_count(val)
+                rule.iteration_ends(self.t_)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if self.early_stopping:
+                        msg = (f"Validation score did not improve more than tol={self.tol:f} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                    else:
+                        msg = (f"Training loss did not improve more than tol={self.tol:f} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                    if rule.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                                  "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+        if self.early_stopping:  # restore the best weights
+            flat[...] = self._best_flat
+
+    def _epoch_loss(self, datas: list, sqs: list, coefs: list, n: int) -> float:
+        """``loss_``: the batches' losses weighted by their row counts, over ``n`` (host float64)."""
+        if not datas:
+            return 0.0
+        xp = self.mlp_.xp
+        terms = datas + [s for s in sqs if s is not None]
+        values = np.asarray(to_numpy(xp.stack([xp.asarray(t) for t in terms])), dtype=np.float64)
+        c = np.asarray(coefs, dtype=np.float64)
+        total = float(values[: len(datas)] @ c[:, 0])
+        if self.alpha:
+            total += float(values[len(datas):] @ c[:, 1])
+        return total / n
+
+    def _update_no_improvement_count(self, val) -> None:
+        if self.early_stopping:
+            X_val, y_val, sw_val = val
+            score = self._validation_score(X_val, y_val, sw_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {self.validation_scores_[-1]:f}")
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)  # a device-side copy
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _fit_lbfgs(self, Xd, Yd, sw) -> None:
+        """Full-batch L-BFGS-B (SciPy) on scikit-learn's loss and gradient, as scikit-learn runs it."""
+        import scipy.optimize
+
+        mlp = self.mlp_
+        backend, dtype = mlp.backend, Xd.dtype
+        wd = None if sw is None else backend.asarray(sw, dtype)
+        sw_sum = float(Xd.shape[0] if sw is None else sw.sum())
+        buf = Buffers(backend)
+
+        def loss_grad(x):
+            mlp.flat[...] = backend.asarray(x, dtype)
+            data, sq, grad = self._batch(Xd, Yd, wd, sw_sum, buf, exact=True)
+            loss = self._batch_loss(float(data), None if sq is None else float(sq), sw_sum)
+            return loss, np.array(to_numpy(grad), dtype=np.float64)
+
+        res = scipy.optimize.minimize(loss_grad, np.array(to_numpy(mlp.flat), dtype=np.float64), method="L-BFGS-B",
+                                      jac=True, options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                                         "gtol": self.tol})
+        self.n_iter_ = min(int(res.nit), self.max_iter)
+        if res.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={res.status}):\n"
+                          f"{res.message}\n\nIncrease the number of iterations to improve the convergence "
+                          f"(max_iter={self.max_iter}).", ConvergenceWarning, stacklevel=3)
+        self.loss_ = float(res.fun)
+        mlp.flat[...] = backend.asarray(res.x, dtype)
+
+    # ------------------------------------------------------------------- shared API
+    def _stochastic(self) -> bool:
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                                 "stochastic.")
+        return True
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix ``X`` ``(n_samples, n_features)`` and targets ``y``.
+
+        ``X`` may be a NumPy array, array-like, DataFrame, sparse matrix (made dense), or an
+        array of another namespace (CuPy, ...), which then stays on its device.
+        ``sample_weight``: ``(n_samples,)``, each sample's weight in the loss.
+        """
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _fitted_record(self) -> dict:
+        record = {"source": RECORD_SOURCE, "estimator": type(self).__name__,
+                  "params": _json_params(self.get_params(deep=False)), "out_activation": self.out_activation_,
+                  "n_iter": int(self.n_iter_), "t": int(getattr(self, "t_", 0)),
+                  "loss": None if getattr(self, "loss_", None) is None else float(self.loss_),
+                  "loss_curve": [float(v) for v in getattr(self, "loss_curve_", [])]}
+        names = getattr(self, "feature_names_in_", None)
+        record["feature_names_in"] = None if names is None else [str(v) for v in names]
+        return record
+
+    def save(self, path) -> None:
+        """Write the fitted network to ``path``: xpnet's model file (``.npz`` of arrays plus JSON, written
+        atomically, loaded without pickle), with the classes and the estimator's parameters.
+        :meth:`load` gives back an estimator that predicts the same; the optimizer state is not kept."""
+        check_is_fitted(self)
+        self.mlp_.data_info = self._fitted_record()
+        self.mlp_.save(path)
+
+    @classmethod
+    def load(cls, path, device: Any = "cpu"):
+        """An estimator that predicts as the one :meth:`save` wrote to ``path``, on ``device``.
+
+        Raises ValueError for a file that is not such an estimator's (nothing in it is executed).
+        """
+        from .model import load as load_model
+
+        mlp = load_model(path, device=device)
+        record = mlp.data_info
+        where = f"path={str(path)!r}"
+        if not isinstance(record, dict) or record.get("source") != RECORD_SOURCE:
+            raise ValueError(f"{where} is an xpnet model but not one saved by xpnet.sklearn: load it with xpnet.load")
+        if record.get("estimator") != cls.__name__:
+            raise ValueError(f"{where} holds an {record.get('estimator')!r}, not an {cls.__name__}: "
+                             f"use {record.get('estimator')}.load")
+        try:
+            params = {k: (np.inf if v == "inf" else tuple(v) if isinstance(v, list) else v)
+                      for k, v in dict(record["params"]).items()}
+            est = cls(**params, device=device)
+            est._validate_params()
+            out = record["out_activation"]
+            if out not in HEADS or HEADS[out].output != mlp.output:
+                raise ValueError(f"out_activation={out!r} does not match the network's output {mlp.output!r}")
+            est.out_activation_ = out
+            est.n_iter_, est.t_ = int(record["n_iter"]), int(record["t"])
+            est.loss_ = None if record["loss"] is None else float(record["loss"])
+            est.loss_curve_ = [float(v) for v in record["loss_curve"]]
+            names = record["feature_names_in"]
+            if names is not None:
+                if len(names) != mlp.sizes[0]:
+                    raise ValueError(f"{len(names)} feature names for {mlp.sizes[0]} features")
+                est.feature_names_in_ = np.asarray([str(v) for v in names], dtype=object)
+            est._restore(mlp, record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where} has invalid estimator metadata: {exc}") from None
+        est.mlp_ = mlp
+        est.n_features_in_ = mlp.sizes[0]
+        est.n_outputs_ = mlp.sizes[-1]
+        est.n_layers_ = len(mlp.sizes)
+        return est
+
+    def _restore(self, mlp: MLP, record: dict) -> None:
+        pass
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` on xpnet's engine.
+
+    Parameters are scikit-learn's (same names, meanings and defaults; see its
+    documentation), plus:
+
+    device : ``'cpu'`` (NumPy), ``'cuda'`` or ``'cuda:N'`` (CuPy), or an :class:`xpnet.Backend`
+        for any array-API namespace (such an estimator clones but does not pickle).
+    dtype : ``'float32'`` (default) or ``'float64'``: the network's arithmetic.
+    threads : BLAS threads during fit and predict (threadpoolctl); None leaves the BLAS alone.
+
+    Targets: class labels of any type (integers, strings, ...) in ``classes_``, or a 2-D 0/1
+    indicator matrix for multi-label classification (logistic outputs). Fitted attributes
+    are scikit-learn's (``coefs_`` and ``intercepts_`` as host NumPy arrays), plus ``mlp_``,
+    the fitted :class:`xpnet.MLP`.
+    """
+
+    _loss_name = "log_loss"
+    _numeric_y = False
+    _is_classifier = True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    # ----------------------------------------------------------- labels
+    def _check_targets(self, y, incremental: bool):
+        """scikit-learn's label checks; sets ``classes_`` when they are (re)learned."""
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if "classes_" not in self.__dict__ or (not self.warm_start and not incremental):
+            y_type = type_of_target(y, input_name="y")
+            if "multioutput" in y_type:
+                raise ValueError("Multioutput target data is not supported with label binarization")
+            self.classes_ = unique_labels(y)
+            self._y_type = y_type
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                                     f"call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {classes}.")
+        if (y.ndim == 2) != self._y_type.startswith("multilabel"):
+            raise ValueError(f"y has shape {y.shape} but the classifier was fitted with "
+                             f"{'multilabel indicator' if y.ndim == 1 else 'label vector'} targets")
+        return y
+
+    def _n_outputs(self, y) -> int:
+        if self._y_type.startswith("multilabel"):
+            return y.shape[1]
+        return len(self.classes_) if self._y_type == "multiclass" else 1
+
+    def _out_activation(self) -> str:
+        return "softmax" if self._y_type == "multiclass" else "logistic"
+
+    def _model_classes(self):
+        """The class list the network carries (None for multi-label and for a single class)."""
+        if self._y_type.startswith("multilabel") or len(self.classes_) < 2:
+            return None
+        return np.asarray(self.classes_.tolist())  # plain integers or strings
+
+    def _model_targets(self, y):
+        """``y`` as the network takes it: its labels (it encodes them), indicator rows, or zeros for one class."""
+        if self._y_type.startswith("multilabel"):
+            return np.asarray(y, dtype=np.float64)
+        if len(self.classes_) < 2:
+            return np.zeros(len(y))
+        return y
+
+    def _score_targets(self, y) -> np.ndarray:
+        """Host targets for the validation score: output indices, or the indicator matrix."""
+        if self._y_type.startswith("multilabel"):
+            return np.asarray(y).astype(np.int64)
+        if len(self.classes_) < 2:
+            return np.zeros(len(y), dtype=np.int64)
+        return np.asarray(to_numpy(self.mlp_.encode_labels(y))).astype(np.int64)
+
+    def _indices(self, A):
+        """Output indices ``(m,)`` (or a 0/1 matrix for multi-label) from outputs, as scikit-learn thresholds."""
+        xp = self.mlp_.xp
+        if self.out_activation_ == "softmax":
+            return xp.argmax(A, axis=1)
+        if self.n_outputs_ > 1:
+            return xp.astype(A > 0.5, xp.int64)
+        return xp.astype(A[:, 0] > 0.5, xp.int64)
+
+    def _validation_score(self, X_val, y_val, sw_val) -> float:
+        pred = to_numpy(self._indices(self._outputs(X_val)))
+        return float(accuracy_score(y_val, pred, sample_weight=sw_val))
+
+    # ----------------------------------------------------------- API
+    @available_if(lambda est: est._stochastic())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``(X, y)``, keeping the optimizer state between calls.
+
+        ``classes``: every class that will ever appear, required on the first call.
+        """
+        self._validate_params()
+        known = self.__dict__.get("classes_")
+        if known is None and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if classes is not None:
+            if known is not None:
+                if not np.array_equal(known, unique_labels(classes)):
+                    raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, "
+                                     f"was: {known!r}")
+            else:
+                y_probe = to_numpy(y) if _on_device(y) else np.asarray(y)
+                if type_of_target(y_probe).startswith("multilabel"):
+                    self.classes_, self._y_type = unique_labels(y_probe), "multilabel-indicator"
+                else:
+                    self.classes_ = unique_labels(classes)
+                    self._y_type = type_of_target(np.asarray(classes), input_name="classes")
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Class labels ``(n_samples,)`` (a 0/1 matrix ``(n_samples, n_classes)`` for multi-label)."""
+        X, on_device, _ = self._predict_input(X)
+        with self._threads(), self.mlp_.backend.activate():
+            idx = self._indices(self._outputs(X))
+            if self._y_type.startswith("multilabel"):
+                return idx if on_device else np.asarray(to_numpy(idx))
+            if len(self.classes_) < 2:
+                out = np.repeat(self.classes_[0], X.shape[0])
+                return self.mlp_.backend.asarray(out) if on_device else out
+            labels = self.mlp_.decode_labels(idx)  # through the network's class list
+            if on_device and not isinstance(labels, np.ndarray):
+                return labels
+            return np.asarray(to_numpy(labels)).astype(self.classes_.dtype, copy=False)
+
+    def predict_proba(self, X):
+        """Probabilities ``(n_samples, n_classes)``, columns in the order of ``classes_``."""
+        X, on_device, dtype = self._predict_input(X)
+        with self._threads(), self.mlp_.backend.activate():
+            A = self._outputs(X)
+            if self.n_outputs_ == 1:
+                A = self.mlp_.xp.concat([1.0 - A, A], axis=1)
+            return self._result(A, on_device, dtype)
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        P = self.predict_proba(X)
+        if isinstance(P, np.ndarray):
+            return np.log(P, out=P)
+        return array_api_compat.array_namespace(P).log(P)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy (subset accuracy for multi-label), optionally sample-weighted."""
+        pred = to_numpy(self.predict(X))
+        y = to_numpy(y) if _on_device(y) else y
+        sample_weight = to_numpy(sample_weight) if _on_device(sample_weight) else sample_weight
+        return float(accuracy_score(y, pred, sample_weight=sample_weight))
+
+    def _restore(self, mlp: MLP, record: dict) -> None:
+        if mlp.output == "softmax":
+            self._y_type = "multiclass"
+        elif mlp.sizes[-1] > 1:
+            self._y_type = "multilabel-indicator"
+        else:
+            self._y_type = "binary"
+        classes = record.get("classes")
+        if mlp.classes is not None:
+            self.classes_ = mlp.classes
+        elif classes is not None:  # one class, or multi-label: kept in the record
+            self.classes_ = np.asarray(classes)
+        else:
+            raise ValueError("the file records no classes")
+
+    def _fitted_record(self) -> dict:
+        record = super()._fitted_record()
+        if self._model_classes() is None:
+            record["classes"] = np.asarray(self.classes_).tolist()
+        return record
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` on xpnet's engine.
+
+    ``loss``: ``'squared_error'`` (identity outputs) or ``'poisson'`` (exp outputs, half
+    Poisson deviance; targets >= 0). Other parameters as :class:`MLPClassifier`.
+    """
+
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "loss": [StrOptions({"squared_error", "poisson"})]}
+    _numeric_y = True
+    _is_classifier = False
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32",
+                 threads=None):
+        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+                         power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                         n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
+                         threads=threads)
+        self.loss = loss
+
+    def _check_targets(self, y, incremental: bool):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return y
+
+    def _n_outputs(self, y) -> int:
+        return 1 if y.ndim == 1 else y.shape[1]
+
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _model_classes(self):
+        return None
+
+    def _model_targets(self, y):
+        return np.asarray(y, dtype=np.float64) if isinstance(y, np.ndarray) else y
+
+    def _score_targets(self, y) -> np.ndarray:
+        return np.asarray(y)
+
+    def _validation_score(self, X_val, y_val, sw_val) -> float:
+        pred = np.asarray(to_numpy(self._outputs(X_val)))
+        pred = pred[:, 0] if pred.shape[1] == 1 else pred
+        if not np.isfinite(pred).all():
+            return np.nan
+        return float(r2_score(y_val, pred, sample_weight=sw_val))
+
+    @available_if(lambda est: est._stochastic())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``(X, y)``, keeping the optimizer state between calls."""
+        self._validate_params()
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` for several targets."""
+        X, on_device, dtype = self._predict_input(X)
+        with self._threads(), self.mlp_.backend.activate():
+            A = self._outputs(X)
+            if A.shape[1] == 1:
+                A = A[:, 0]
+            return self._result(A, on_device, dtype)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R^2 of the predictions (uniform average over outputs), optionally sample-weighted."""
+        pred = to_numpy(self.predict(X))
+        y = to_numpy(y) if _on_device(y) else y
+        sample_weight = to_numpy(sample_weight) if _on_device(sample_weight) else sample_weight
+        return float(r2_score(y, pred, sample_weight=sample_weight))
+
+
+def expected_failed_checks(estimator) -> dict[str, str]:
+    """The scikit-learn ``check_estimator`` checks these estimators are known to fail, with the reason
+    (pass it as ``check_estimator(est, expected_failed_checks=expected_failed_checks(est))``).
+
+    Only float32 estimators fail, and only the checks that fitting with integer sample weights
+    equals fitting on repeated rows: both fits agree to float32 rounding (about 1e-6 after 100
+    epochs), and these checks ask for rtol=1e-7, below float32's resolution. With
+    ``dtype="float64"`` they pass, as every check does.
+    """
+    if getattr(estimator, "dtype", "float32") != "float32":
+        return {}
+    reason = ("float32 arithmetic: the weighted and the repeated-rows fits agree to float32 rounding (~1e-6), "
+              "the check asks for rtol=1e-7; it passes with dtype='float64'")
+    return {"check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason}
