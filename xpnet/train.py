@@ -349,8 +349,9 @@ def fit(
             arguments and whole data set. ``batch_size`` is the global batch: each rank trains
             on its share of every batch and one ``Allreduce`` per step sums the gradients, so
             N ranks compute what one process computes (up to the order of the sums) and every
-            rank ends with the same weights and history. Only rank 0 prints and writes the
-            checkpoint. An error on one rank during training ends the job (``MPI_Abort``).
+            rank ends with the same weights, losses and accuracies (not timings). Only rank 0
+            prints and writes the checkpoint. An error on one rank during training ends the
+            job (``MPI_Abort``).
 
     Returns:
         The :class:`History` of the run (including the epochs before a resume).
