@@ -247,3 +247,52 @@ def test_csv_as_users_write_it(device, tmp_path, capsys):
     assert np.mean(np.array(predicted) == np.where(y == 1, "setosa", "virginica")) > 0.9
     assert run(["train", "--data", str(path), "--delimiter", "::"]) == 2
     assert "--delimiter: '::' is not one character" in capsys.readouterr().err
+
+
+def test_identity_output_on_whole_number_targets_is_a_regressor(device, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 3))
+    y = np.round(50 + 10 * X[:, 0] + 5 * X[:, 1])  # whole numbers, read back as int64: still targets, not classes
+    path = tmp_path / "reg.csv"
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.6f")
+    model = tmp_path / "m.npz"
+    assert run(["train", "--device", device, "--data", str(path), "--output", "identity", "--scale", "standard",
+                "--optimizer", "adam", "--lr", "0.01", "--epochs", "60", "--json", "--save", str(model)]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["layers"] == [3, 128, 64, 1] and result["test_r2"] > 0.9
+    loaded = xpnet.load(model)
+    assert loaded.classes is None and loaded.sizes[-1] == 1
+
+
+def test_predict_reports_unreadable_files_in_one_line(tmp_path, capsys):
+    xpnet.MLP([2, 4, 2]).save(tmp_path / "m.npz")
+    for data, message in ((tmp_path / "missing.npz", "does not exist"), (tmp_path / "m.npz", "has arrays")):
+        assert run(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_proba_of_one_sigmoid_unit_is_named_by_its_class(tmp_path, capsys):
+    X, y = xpnet.make_moons(60, seed=0)
+    model = xpnet.MLP([2, 4, 1], output="sigmoid")  # no class list: the unit is P(class 1)
+    model.save(tmp_path / "m.npz")
+    np.savez(tmp_path / "x.npz", X=X[:3])
+    assert run(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "x.npz"), "--proba"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "1"
+
+
+def test_an_interrupted_fine_tune_resumes_with_the_command_it_printed(device, tmp_path, capsys):
+    X, y = xpnet.make_moons(200, seed=1)
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X * 40 + 100, y=y)
+    base = tmp_path / "base.npz"
+    assert run(["train", "--device", device, "--data", str(data), "--epochs", "2", "--quiet", "--save", str(base),
+                "--layers", "2,16,2"]) == 0
+    ck = tmp_path / "ck.npz"
+    argv = ["train", "--device", device, "--data", str(data), "--epochs", "3", "--quiet", "--init-from", str(base),
+            "--checkpoint", str(ck), "--checkpoint-every", "1"]
+    assert run([*argv, "--epochs", "1"]) == 0  # stands in for a run stopped after epoch 1
+    capsys.readouterr()
+    assert run([*argv, "--resume", str(ck), "--allow-changes", "--json"]) == 0  # --init-from kept, as the hint keeps it
+    result = last_json(capsys.readouterr().out)
+    assert result["epochs"] == 3 and result["layers"] == [2, 16, 2]

@@ -198,6 +198,7 @@ def _xpnet_imports(path: Path) -> set[str]:
                 found.add(node.module.split(".", 1)[1] if "." in node.module else "__init__")
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("xpnet.")}
+            found |= {"__init__" for a in node.names if a.name == "xpnet"}  # the package itself
     return {name.split(".")[0] for name in found}
 
 

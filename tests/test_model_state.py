@@ -230,7 +230,8 @@ def test_resume_with_other_optimizer_settings_is_refused_then_recorded(backend, 
     history = xpnet.fit(xpnet.MLP([2, 8, 2], backend=backend), X, y, changed, epochs=2, verbose=False, resume=str(ck),
                         allow_changes=True)
     assert history.changes == [{"epoch": 2, "step": 0, "changed": {
-        "lr": [0.1, 0.05], "weight_decay": [0.0, 0.001], "schedule": ["constant", "cosine"], "momentum": [0.9, 0.5]}}]
+        "lr": [0.1, 0.05], "weight_decay": [0.0, 0.001], "schedule": ["constant", "cosine"], "momentum": [0.9, 0.5],
+        "epochs": [1, 2]}}]  # a longer run is allowed, and recorded too
     assert history.lr[-1] == pytest.approx(0.05 * 0.5)  # the new rate, on its cosine at epoch 2 of 2
 
 
@@ -285,3 +286,70 @@ def test_a_version_1_checkpoint_resumes(backend, tmp_path):
     xpnet.fit(whole, X, y, xpnet.SGD(0.1, momentum=0.9), **settings)
     # version 1 divided the output gradient by m where this one multiplies by 1/m: float32 rounding apart
     np.testing.assert_allclose(_host(resumed.flat), _host(whole.flat), rtol=1e-4, atol=1e-5)
+
+
+def test_a_version_1_checkpoint_from_inside_an_epoch_resumes(backend):
+    """Written by version 1 after step 2 of epoch 2 (per-step mean losses, per-layer Adam moments):
+    the resumed run reports the losses the uninterrupted version 1 run reported."""
+    X, y = xpnet.make_moons(120, seed=2)
+    model = xpnet.MLP([2, 6, 2], activation="tanh", seed=3, backend=backend)
+    history = xpnet.fit(model, X, y, xpnet.Adam(0.01), epochs=4, batch_size=32, verbose=False,
+                        resume=str(DATA / "checkpoint-v1-mid-epoch.npz"))
+    v1 = [0.7409391681353251, 0.633901838461558, 0.5523606737454733, 0.49470454454421997]  # printed by version 1
+    assert history.train_loss[0] == v1[0]  # from the checkpoint's history
+    np.testing.assert_allclose(history.train_loss[1:], v1[1:], rtol=1e-4)  # epoch 2 mixes saved and new steps
+
+
+def test_a_longer_run_on_resume_is_recorded(backend, tmp_path):
+    X, y = _moons()
+    ck = tmp_path / "ck.npz"
+    xpnet.fit(xpnet.MLP([2, 8, 2], backend=backend), X, y, xpnet.SGD(0.1, schedule="cosine"), epochs=2,
+              verbose=False, checkpoint=str(ck))
+    history = xpnet.fit(xpnet.MLP([2, 8, 2], backend=backend), X, y, xpnet.SGD(0.1, schedule="cosine"), epochs=4,
+                        verbose=False, resume=str(ck))
+    assert history.changes == [{"epoch": 3, "step": 0, "changed": {"epochs": [2, 4]}}]
+
+
+def test_weight_decay_on_the_flat_buffer_spares_the_biases(backend):
+    """One full-batch step: weights move by lr (g + wd W), biases by lr g only."""
+    X, y = _moons(40)
+    for opt in (xpnet.SGD(0.5, weight_decay=0.1), xpnet.SGD(0.5, momentum=0.9, nesterov=True, weight_decay=0.1)):
+        model = xpnet.MLP([2, 5, 2], backend=backend, dtype="float64", seed=4)
+        before = [_host(p).copy() for p in model.params]
+        _, grads = model.loss_and_grads(X, y)
+        grads = [_host(g).copy() for g in grads]
+        xpnet.fit(model, X, y, opt, epochs=1, batch_size=None, verbose=False)
+        mu = opt.momentum
+        for i, (p, g) in enumerate(zip(before, grads)):
+            g = g + 0.1 * p if i % 2 == 0 else g  # W1, b1, W2, b2: decay on the weights only
+            step = g + mu * g if opt.nesterov else g  # v = g after one step
+            np.testing.assert_allclose(_host(model.params[i]), p - 0.5 * step, rtol=1e-12, atol=1e-14)
+
+
+def test_attaching_a_flat_buffer_without_saying_where_the_weights_are_is_refused(backend):
+    model = xpnet.MLP([2, 3, 2], backend=backend)
+    opt = xpnet.SGD(0.1, weight_decay=0.5)
+    with pytest.raises(ValueError, match=r"weight_decay=0.5 would apply to none of these arrays .*decay=\[model.n_weights\]"):
+        opt.step([model.flat], [model.flat * 0])
+    xpnet.SGD(0.1).step([model.flat], [model.flat * 0])  # no decay asked for: nothing to say
+
+
+def test_an_unfitted_scale_is_refused_rather_than_skipped(backend):
+    X, y = _moons()
+    model = xpnet.MLP([2, 4, 2], backend=backend, scale="standard")
+    with pytest.raises(ValueError, match=r"MLP\(scale='standard'\) is not fitted yet: call model.prepare\(X, y\)"):
+        model.device_data(X * 100, y)
+    model.prepare(X * 100, y)
+    Xd, _, _ = model.device_data(X * 100, y)
+    assert abs(float(_host(Xd).mean())) < 1e-5
+
+
+def test_identity_outputs_are_returned_as_they_are(backend):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3)).astype(np.float32)
+    Y = np.stack([X[:, 0] + X[:, 1], X[:, 2] * 2], axis=1)
+    model = xpnet.MLP([3, 16, 2], output="identity", backend=backend)
+    xpnet.fit(model, X, Y, xpnet.Adam(1e-2), epochs=20, batch_size=10, verbose=False)
+    out = _host(model.predict(X))
+    assert out.shape == (30, 2) and out.dtype.kind == "f"
+    np.testing.assert_allclose(out, _host(model.forward(X)))

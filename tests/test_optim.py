@@ -75,3 +75,20 @@ def test_updates_are_in_place_on_mutable_backends(backend):
 def test_bad_optimizer_arguments(backend, make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: xpnet.Adam(1e-3), lambda: xpnet.SGD(0.1, momentum=0.9)], ids=["adam", "momentum"])
+def test_state_that_decays_to_subnormals_is_flushed_to_zero(backend, make):
+    """A gradient that stops (a dead unit) leaves m or the velocity to decay geometrically; in
+    float32 it would sink into the subnormal range (slow on x86) after ~800 steps."""
+    opt = make()
+    params = [backend.asarray(np.ones(50, np.float32))]
+    opt.attach(params, backend, decay=[0])
+    opt.step(params, [backend.asarray(np.full(50, 1e-3, np.float32))])
+    zero = [backend.asarray(np.zeros(50, np.float32))]
+    for _ in range(opt.FLUSH_EVERY * 60 - 1):  # ends on a flush step
+        opt.step(params, zero)
+    state = xpnet.to_numpy((opt.m if hasattr(opt, "m") else opt.velocity)[0])
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((state != 0) & (np.abs(state) < tiny))  # no subnormal left
+    assert np.all(state == 0)  # 0.9 ** 960 * 1e-3 is far below float32's smallest normal: all flushed

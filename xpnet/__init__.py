@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
+from ._version import __version__ as __version__  # re-exported
 
 _EXPORTS = {  # public name -> the module that defines it
     "Backend": "backend", "DeviceError": "backend", "get_backend": "backend", "to_numpy": "backend",

@@ -282,7 +282,6 @@ def torch_runner(case: Case, device: str = "cpu", compile_model: bool = False) -
 def torch_compile_runner(case: Case, device: str = "cpu") -> Runner | None:
     """PyTorch with ``torch.compile`` (its default mode), the same step as :func:`torch_runner`;
     ``None`` where compiling is not possible here (no compiler, an unsupported platform)."""
-    import torch
 
     try:
         run, samples = torch_runner(case, device, compile_model=True)

@@ -16,8 +16,18 @@ import numpy as np
 from ._version import __version__
 from .backend import to_numpy
 from .history import History
-from .io import CHECKPOINT_FORMAT, FORMAT_VERSION, checked_config, checked_params, checked_scaler, checked_version, load_arrays
-from .io import model_arrays, model_metadata, save_arrays
+from .io import (
+    CHECKPOINT_FORMAT,
+    FORMAT_VERSION,
+    checked_config,
+    checked_params,
+    checked_scaler,
+    checked_version,
+    load_arrays,
+    model_arrays,
+    model_metadata,
+    save_arrays,
+)
 from .model import MLP
 
 
@@ -96,8 +106,11 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
             raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
     scaler = checked_scaler(arrays, meta["model"].get("scale"), config["sizes"][0], where)
     if scaler != model.scaler and not (scaler is None and model.scaler is None):
-        raise ValueError(f"{where} was written with another input scaling ({scaler or 'none'}) than this run's "
-                         f"({model.scaler or 'none'}): resume with the same data and --scale")
+        kinds = [getattr(sc, "kind", "none") for sc in (scaler, model.scaler)]
+        why = (f"its {kinds[0]} scaling was fitted on other rows than this run's" if kinds[0] == kinds[1]
+               else f"it scales inputs by {kinds[0]}, this run by {kinds[1]}")
+        raise ValueError(f"{where} was written with another input scaling ({why}): resume with the same data and "
+                         "--scale, or with --init-from the model the run started from")
     for key in RESUME_KEYS:
         if saved_run.get(key) != run.get(key):
             raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
@@ -146,6 +159,9 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         k = int(entry["index"])
         if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
             callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
+    if saved_run.get("epochs") not in (None, run["epochs"]):
+        # a longer (or shorter) run is allowed, but it moves a cosine or step schedule: say so in the history
+        changed["epochs"] = [saved_run["epochs"], run["epochs"]]
     if changed:
         history.changes.append({"epoch": epoch + 1, "step": step, "changed": changed})
     return history, Position(epoch, step, losses if step else None, correct)

@@ -154,7 +154,7 @@ def default_threads(comm=None) -> int | None:
 
 
 THREADS_HELP = ("BLAS threads (default: 1 where at most 2 cores are usable, else half of them: "
-                "{default} here; with --distributed, the cores divided by the ranks on the node; left to the "
+                "{default} here{distributed}; left to the "
                 "BLAS when OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS is set); more threads than "
                 "free cores slow training down many times over on a busy machine")
 
@@ -230,30 +230,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n" if launched_copies()[1] == 0 else None)
 
 
-def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+def _add_threads_flag(p: argparse.ArgumentParser, distributed: bool = False) -> None:
     default = default_threads()
+    ranks = "; with --distributed, the cores divided by the ranks on the node" if distributed else ""
     p.add_argument("--threads", type=_number(int, 0), metavar="N",
-                   help=THREADS_HELP.format(default="the BLAS's own" if default is None else default))
+                   help=THREADS_HELP.format(default="the BLAS's own" if default is None else default, distributed=ranks))
 
 
-def _add_data_flags(p: argparse.ArgumentParser, default_dataset: bool = True) -> None:
+def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> None:
+    """The data flags; ``from_model``: evaluate's, whose defaults come from the model file's record."""
     d = TrainConfig()
+    recorded = "the training run's, as the model file records it, else "
     p.add_argument("--dataset", choices=DATASETS,
                    help=f"mnist: the bundled 10,000 digits (8,000 train / 2,000 test); mnist-full: official 60k+10k, "
-                        f"downloaded once; planar, moons, circles, xor, sphere: generated"
-                        f"{' (default: ' + d.dataset + ')' if default_dataset else ''}")
+                        f"downloaded once; planar, moons, circles, xor, sphere: generated "
+                        f"(default: {recorded if from_model else ''}{d.dataset})")
     p.add_argument("--data", metavar="FILE", help=".npz with arrays X and y, or .csv with the label in the last column")
     p.add_argument("--label-column", type=_column, metavar="N|NAME",
-                   help="label column of a .csv: an index (negative from the end) or a header name (default: -1, the last)")
+                   help="label column of a .csv: an index (negative from the end) or a header name "
+                        f"(default: {recorded if from_model else ''}-1, the last)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
-                   help="field separator of a .csv (default: detected among , ; tab and spaces; ' ' means runs of "
-                        "spaces; with ; a decimal comma is read as a decimal point)")
+                   help=f"field separator of a .csv (default: {recorded if from_model else ''}detected among , ; tab "
+                        "and spaces; ' ' means runs of spaces; with ; a decimal comma is read as a decimal point)")
     p.add_argument("--data-dir", metavar="DIR", help="download cache (default: $XPNET_DATA_DIR, else ~/.cache/xpnet)")
     p.add_argument("--mirror", metavar="URL", help="base URL for mnist-full (default: $XPNET_MIRROR, else the S3 mirror)")
-    p.add_argument("--seed", type=_number(int, 0, low_open=False), help=f"(default: {d.seed})")
+    p.add_argument("--seed", type=_number(int, 0, low_open=False),
+                   help=f"(default: {recorded if from_model else ''}{d.seed})")
 
 
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
+def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> None:
     d = TrainConfig()
     p.add_argument("--preset", choices=sorted(PRESETS), help="a tutorial's settings; explicit flags override them")
     p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {d.device})")
@@ -283,7 +288,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="DIR", help="write PNG figures here (needs the plot extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_threads_flag(p)
+    _add_threads_flag(p, distributed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", argument_default=sup, help="train a network and report its test accuracy",
                        description="Train a network; prints progress per epoch and ends with the test accuracy.",
                        epilog=PRESETS_HELP + EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_train_flags(t)
+    _add_train_flags(t, distributed=True)
     t.add_argument("--layers", type=_int_list("--layers", 2),
                    help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_outputs)")
     t.add_argument("--save", metavar="PATH", help="write the trained model here (.npz); an old file is replaced only on success")
@@ -334,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run's own split from the seed, fraction and data identity in the model file.")
     e.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
-    _add_data_flags(e)
+    _add_data_flags(e, from_model=True)
     e.add_argument("--split", choices=("all", "test", "train"),
                    help="rows to score (default: all rows of --data; the test split of --dataset)")
     e.add_argument("--test-fraction", type=_number(float, 0, 1),
@@ -474,6 +479,14 @@ def _load_data(dataset: str, data: str | None, label_column: int | str, seed: in
     record = {"source": "file", **_file_identity(data), "label_column": label_column, "delimiter": delimiter,
               "seed": seed, "test_fraction": test_fraction}
     return Dataset(*split[:4], name, 0 if classes is None else len(classes)), classes, record
+
+
+def _as_regression(cfg: TrainConfig, data, classes):
+    """With ``--output identity``, numeric labels are real targets (a regressor, one output),
+    not classes; text labels stay classes. Returns ``(data, classes)``."""
+    if cfg.output == "identity" and classes is not None and classes.dtype.kind in "iuf":
+        return data._replace(n_classes=0), None
+    return data, classes
 
 
 def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
@@ -756,8 +769,7 @@ def _class_report(model, X, y):
     from .backend import to_numpy
     from .metrics import confusion_matrix, per_class_accuracy
 
-    A = to_numpy(model.predict_proba(X))  # (m, k)
-    pred = A.argmax(axis=1) if A.shape[1] > 1 else (A[:, 0] >= 0.5).astype(np.int64)
+    pred = to_numpy(model.predict_indices(X))
     truth = to_numpy(model.encode_labels(y)) if y.ndim == 1 else y.argmax(axis=1)
     k = model.n_label_values
     names = [str(c) for c in model.classes] if model.classes is not None else [str(j) for j in range(k)]
@@ -769,8 +781,8 @@ def _fine_tune_start(cfg: TrainConfig, explicit: set[str], data):
     """The model named by --init-from, checked against the data and the flags given."""
     from .model import load
 
-    if cfg.resume:
-        raise UsageError("--init-from and --resume both set the starting weights: use one of them")
+    # With --resume too (the command an interrupted fine-tune prints), this model gives the
+    # architecture, classes and input scaling, and the checkpoint then gives the weights.
     _check_npz("--init-from", cfg.init_from, "an xpnet model file or checkpoint")
     with _as_flags(("path", "--init-from", cfg.init_from)):
         model = load(cfg.init_from, device=cfg.device)
@@ -814,6 +826,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
+    data, classes = _as_regression(cfg, data, classes)
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
     # the row counts of the validation split _train_one will make (the same seeded split, no features copied)
@@ -923,7 +936,6 @@ def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .backend import to_numpy
 
     cfg = _train_config(args, "sweep")
     if cfg.layers is not None:
@@ -932,6 +944,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
+    data, classes = _as_regression(cfg, data, classes)
     rows, models = [], []
     if not cfg.json:
         print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
@@ -1112,12 +1125,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_writable(out, "--out")
     model = _saved_model(args)
     n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
+    is_csv = Path(args.data).suffix.lower() == ".csv"
     try:
         X, _ = load_file(args.data, label_column=None, delimiter=delimiter, notes=notes)
         extra = X.ndim == 2 and X.shape[1] == n_in + 1
-    except ValueError:  # e.g. a text label column that cannot be read as a feature
-        extra = True
-    if extra and Path(args.data).suffix.lower() == ".csv":  # one extra column: the labels, dropped
+    except ValueError:
+        if not is_csv:
+            raise  # a missing or unreadable file: its own one-line message
+        extra = True  # e.g. a text label column that cannot be read as a feature: try it as the labels
+    if extra and is_csv:  # one extra column: the labels, dropped
         notes = []
         X, _ = load_file(args.data, label_column=getattr(args, "label_column", -1), delimiter=delimiter, notes=notes)
     _notes(notes, json_out)
@@ -1127,9 +1143,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = to_numpy(model.predict_proba(X) if proba else model.predict(X))
     header = None
     if proba:  # columns named by class; one sigmoid unit is the probability of the second class
-        names = [str(c) for c in model.classes] if model.classes is not None else [str(j) for j in range(model.sizes[-1])]
+        names = ([str(c) for c in model.classes] if model.classes is not None
+                 else [str(j) for j in range(model.n_label_values)])  # one unit: 0 and 1
         line = io.StringIO()
-        csv.writer(line, lineterminator="").writerow(names[-1:] if model.sizes[-1] == 1 else names)
+        csv.writer(line, lineterminator="").writerow(names[-1:] if model.sizes[-1] == 1 else names)  # one unit: P(classes[1])
         header = line.getvalue()
     if json_out:  # exact values (not the 6 digits of the text forms), labels as the file has them
         answer = {"predictions": (to_numpy(model.predict(X)) if proba else result).tolist()}

