@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -11,20 +10,12 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet.cli import PRESETS, main
+from xpnet.cli import PRESETS
 
 FAST = ["--epochs", "1", "--layers", "784,16,10"]
 
 
-def run(argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse exits by itself for usage errors and --help
-        return exc.code
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
+from cli_helpers import last_json, run
 
 
 def test_train_prints_epochs_and_test_accuracy(device, capsys):

@@ -10,20 +10,9 @@ import signal
 
 import numpy as np
 import pytest
+from cli_helpers import last_json, run
 
 import xpnet
-from xpnet.cli import main
-
-
-def run(argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture

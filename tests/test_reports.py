@@ -14,22 +14,12 @@ import pytest
 
 import xpnet
 from xpnet import bench
-from xpnet.cli import main
 from xpnet.metrics import format_class_report, macro_average, precision_recall_f1, regression_scores
 
 FAST = ["--epochs", "1", "--layers", "784,16,10"]
 
 
-def run(argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
-
+from cli_helpers import last_json, run
 
 # ------------------------------------------------------------------ metrics
 # 3 classes; truth down, predictions across. Class 2 is never predicted and class 3 of a
