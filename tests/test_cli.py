@@ -8,14 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import last_json, run
 
 import xpnet
 from xpnet.cli import PRESETS
 
 FAST = ["--epochs", "1", "--layers", "784,16,10"]
 
-
-from cli_helpers import last_json, run
 
 
 def test_train_prints_epochs_and_test_accuracy(device, capsys):

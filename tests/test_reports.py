@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import last_json, run
 
 import xpnet
 from xpnet import bench
@@ -18,8 +19,6 @@ from xpnet.metrics import format_class_report, macro_average, precision_recall_f
 
 FAST = ["--epochs", "1", "--layers", "784,16,10"]
 
-
-from cli_helpers import last_json, run
 
 # ------------------------------------------------------------------ metrics
 # 3 classes; truth down, predictions across. Class 2 is never predicted and class 3 of a
