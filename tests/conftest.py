@@ -10,13 +10,24 @@
   (an error at setup, with the one-line reason), so ``XPNET_REQUIRE_GPU=1 pytest -m cuda``
   on a GPU machine cannot pass by skipping everything.
 
+Only tests that run on the GPU are marked ``cuda``: those that take ``backend`` (arrays on
+its device) or ``device`` (a command that resolves it). Code that runs on the host
+whatever the backend (file readers, argument checks) takes ``host_backend`` (the matrix
+without ``cupy``) or ``host_device`` (``--device cpu`` and ``--device cuda``, both run
+everywhere). Each fixture checks its claim on the CPU: ``backend``'s strict-device1 run
+must put an array on ``device1`` and ``device``'s cpu run must resolve a backend (a test
+that starts a child process is taken at its word); the host fixtures must do neither.
+
 TF32 is off for the whole run: results are compared with the CPU's at float32
 tolerances, which TF32's 10-bit mantissa does not meet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -62,14 +73,111 @@ def make_backend(name: str) -> xpnet.Backend:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request) -> xpnet.Backend:
-    """A resolved :class:`xpnet.Backend` for each backend in the matrix."""
-    return make_backend(request.param)
+def backend(request, monkeypatch) -> xpnet.Backend:
+    """A resolved :class:`xpnet.Backend` for each backend in the matrix.
+
+    Only for tests that put arrays on the backend's device: its ``cupy`` parameter is
+    marked ``cuda``, and ``-m cuda`` should select what runs on a GPU. The
+    ``strict-device1`` run checks this: a test that creates no array on ``device1``
+    fails, and should take :func:`host_backend`.
+    """
+    backend = make_backend(request.param)
+    if request.param == "strict-device1":
+        with _watch(monkeypatch, "arrays", backend.device) as seen:
+            yield backend
+        _require(seen, "put no array on the backend's device", "host_backend")
+    else:
+        yield backend
+
+
+@pytest.fixture(params=BACKENDS[:-1])
+def host_backend(request, monkeypatch) -> xpnet.Backend:
+    """The matrix without its GPU parameter, for code that runs on the host whatever the
+    backend (file readers, argument checks made before any array is created). The
+    ``strict-device1`` run checks that nothing is put on the device after all."""
+    backend = make_backend(request.param)
+    if request.param == "strict-device1":
+        with _watch(monkeypatch, "arrays", backend.device) as seen:
+            yield backend
+        _require_not(seen, "put an array on the backend's device", "backend")
+    else:
+        yield backend
 
 
 @pytest.fixture(params=[pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)])
-def device(request) -> str:
-    """A device string for the command line: cpu, and cuda where a GPU is usable."""
+def device(request, monkeypatch) -> str:
+    """A device string for the command line: cpu, and cuda where a GPU is usable.
+
+    Only for commands that get as far as resolving the device; the ``cpu`` run checks
+    this (a test that resolves no backend fails, and should take :func:`host_device`).
+    """
     if request.param == "cuda":
         _cupy_or_skip()
-    return request.param
+        yield request.param
+        return
+    with _watch(monkeypatch, "backends") as seen:
+        yield request.param
+    _require(seen, "resolved no backend", "host_device")
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def host_device(request, monkeypatch) -> str:
+    """``--device cpu`` and ``--device cuda`` for commands that stop before resolving the
+    device (usage errors, help): both run on any machine, GPU or not, and must say the
+    same; a test that resolves a backend after all fails (it should take :func:`device`)."""
+    with _watch(monkeypatch, "backends") as seen:
+        yield request.param
+    _require_not(seen, "resolved a backend", "device")
+
+
+# ------------------------------------- does a test run on the device it is given?
+
+
+class _Seen:
+    """What a test did, watched from inside this process."""
+
+    device = False  # an array was put on the device (strict-device1) or a backend resolved (cpu)
+    subprocess = False  # a child process ran: what it did cannot be seen from here
+
+
+@contextlib.contextmanager
+def _watch(monkeypatch, target: str, watched=None) -> Iterator[_Seen]:
+    """Record whether the test creates an array on ``watched`` (``target="arrays"``,
+    array-api-strict's device) or resolves any :class:`xpnet.Backend` (``"backends"``)."""
+    seen = _Seen()
+    if target == "arrays":
+        from array_api_strict._array_object import Array
+
+        new = Array._new.__func__
+
+        def array_new(cls, x, /, device):
+            seen.device = seen.device or device == watched
+            return new(cls, x, device=device)
+
+        monkeypatch.setattr(Array, "_new", classmethod(array_new))
+    else:
+        init = xpnet.Backend.__init__
+
+        def backend_init(self, *args, **kwargs):
+            seen.device = True
+            init(self, *args, **kwargs)
+
+        monkeypatch.setattr(xpnet.Backend, "__init__", backend_init)
+    popen = subprocess.Popen.__init__
+
+    def popen_init(proc, *args, **kwargs):
+        seen.subprocess = True
+        popen(proc, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
+    yield seen
+
+
+def _require(seen: _Seen, what: str, instead: str) -> None:
+    if not (seen.device or seen.subprocess):
+        pytest.fail(f"this test {what}: its GPU run would run nothing there; take the {instead} fixture", pytrace=False)
+
+
+def _require_not(seen: _Seen, what: str, instead: str) -> None:
+    if seen.device:
+        pytest.fail(f"this test {what}: it runs on the GPU where there is one; take the {instead} fixture", pytrace=False)

@@ -77,23 +77,29 @@ def test_activate_makes_the_backend_device_current(backend):
 
 
 def test_tf32_is_off_in_the_tests(backend):
+    """A float32 matmul keeps all 24 bits: 1 + 2**-12 survives it, where TF32's 11-bit
+    significand would round it to 1."""
     assert backend.tf32 is False
+    xp = backend.xp
+    a = backend.asarray(np.full((64, 64), 1 + 2.0**-12, dtype=np.float32))
+    e = backend.asarray(np.eye(64, dtype=np.float32))
+    assert np.all(xpnet.to_numpy(a @ e) == np.float32(1 + 2.0**-12)), xp
 
 
-def test_backend_by_name_and_module(backend):
-    assert xpnet.get_backend(backend) is backend
+def test_backend_by_name_and_module(host_backend):
+    assert xpnet.get_backend(host_backend) is host_backend
     assert xpnet.get_backend("numpy").is_numpy
     assert xpnet.get_backend(np).is_numpy
     assert xpnet.get_backend(None, "cpu").is_numpy
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:-1", 3])
-def test_unknown_device_strings_are_refused(backend, device):
+def test_unknown_device_strings_are_refused(host_backend, device):
     with pytest.raises(ValueError, match="device="):
         xpnet.get_backend(device=device)
 
 
-def test_unknown_backend_is_refused(backend):
+def test_unknown_backend_is_refused(host_backend):
     with pytest.raises(ValueError, match="backend='no_such_array_lib'"):
         xpnet.get_backend("no_such_array_lib")
     with pytest.raises(ValueError, match="NumPy runs on 'cpu' only"):
@@ -101,7 +107,7 @@ def test_unknown_backend_is_refused(backend):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
-def test_cuda_without_cupy_says_how_to_fix_it(backend):
+def test_cuda_without_cupy_says_how_to_fix_it(host_backend):
     with pytest.raises(xpnet.DeviceError) as info:
         xpnet.MLP([2, 2], device="cuda")
     message = str(info.value)
@@ -109,7 +115,7 @@ def test_cuda_without_cupy_says_how_to_fix_it(backend):
     assert 'pip install "xpnet[cuda12]"' in message and "--device cpu" in message
 
 
-def test_cuda_without_a_gpu_says_so(backend, monkeypatch):
+def test_cuda_without_a_gpu_says_so(host_backend, monkeypatch):
     """CuPy present but no GPU visible: simulated with a stand-in cupy module."""
     import sys
     import types
@@ -126,7 +132,7 @@ def test_cuda_without_a_gpu_says_so(backend, monkeypatch):
         xpnet.get_backend(device="cuda:0")
 
 
-def test_cuda_index_out_of_range(backend, monkeypatch):
+def test_cuda_index_out_of_range(host_backend, monkeypatch):
     import sys
     import types
 

@@ -14,14 +14,14 @@ TINY = [bench.Case((784, 16, 10), 256, "adam", mode="step", data="mnist"),
         bench.Case((784, 16, 10), 512, "sgd", mode="epoch", data="mnist")]
 
 
-def test_flops_per_sample(backend):
+def test_flops_per_sample(host_backend):
     # forward 2*784*128 + 2*128*64 + 2*64*10, the same again for weight gradients,
     # and input gradients for layers 2 and 3 only
     fwd = 2 * 784 * 128 + 2 * 128 * 64 + 2 * 64 * 10
     assert bench.flops_per_sample((784, 128, 64, 10)) == 2 * fwd + 2 * 128 * 64 + 2 * 64 * 10
 
 
-def test_suite_cases_cover_the_issue(backend):
+def test_suite_cases_cover_the_issue(host_backend):
     full = bench.cases("cpu")
     assert {c.layers for c in full} == {bench.SMALL, bench.WIDE}
     assert {c.batch for c in full} == {64, 256, 1024, 8192}

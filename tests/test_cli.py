@@ -113,7 +113,7 @@ def test_train_plots(device, tmp_path, capsys):
     assert (tmp_path / "decision_boundary.png").exists()
 
 
-def test_info(device, capsys):
+def test_info(host_device, capsys):
     assert run(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"xpnet {xpnet.__version__}") and "numpy" in out and "backends:" in out and "cupy" in out
@@ -150,7 +150,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("argv,message", ERRORS)
-def test_errors_are_one_line_and_exit_2(device, argv, message, capsys):
+def test_errors_are_one_line_and_exit_2(host_device, argv, message, capsys):
     code = run(argv)
     err = capsys.readouterr().err
     assert code == 2
@@ -176,20 +176,20 @@ def test_file_errors_in_evaluate_and_predict(device, tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_failed_run_leaves_an_existing_save_file_alone(device, tmp_path, capsys):
+def test_failed_run_leaves_an_existing_save_file_alone(host_device, tmp_path, capsys):
     path = tmp_path / "model.npz"
     path.write_bytes(b"good model")
-    assert run(["train", "--device", device, *FAST, "--layers", "5,10", "--save", str(path)]) == 2
+    assert run(["train", "--device", host_device, *FAST, "--layers", "5,10", "--save", str(path)]) == 2
     assert path.read_bytes() == b"good model"
-    assert run(["train", "--device", device, *FAST, "--save", str(tmp_path / "missing" / "m.npz")]) == 2
+    assert run(["train", "--device", host_device, *FAST, "--save", str(tmp_path / "missing" / "m.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert run(["train", "--device", device, *FAST, "--save", str(tmp_path)]) == 2
+    assert run(["train", "--device", host_device, *FAST, "--save", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
 
 
-def test_plot_without_matplotlib_says_how_to_install(device, monkeypatch, capsys, tmp_path):
+def test_plot_without_matplotlib_says_how_to_install(host_device, monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert run(["train", "--device", device, *FAST, "--plot", str(tmp_path / "p")]) == 2
+    assert run(["train", "--device", host_device, *FAST, "--plot", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
     assert 'pip install "xpnet[plot]"' in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
@@ -206,7 +206,7 @@ def test_console_script_runs(device):
 
 
 @pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "predict", "bench", "info"])
-def test_help_is_complete(device, command, capsys):
+def test_help_is_complete(host_device, command, capsys):
     assert run([command, "--help"]) == 0
     out = capsys.readouterr().out
     if command != "info":  # every command that computes takes --threads and states the default's rule
@@ -221,7 +221,7 @@ def test_help_is_complete(device, command, capsys):
     assert all(c in top for c in ("train", "sweep", "evaluate", "predict", "info"))
 
 
-def test_every_preset_names_real_settings(device):
+def test_every_preset_names_real_settings(host_device):
     from dataclasses import fields
 
     from xpnet.cli import PRESETS_HELP, TrainConfig
@@ -260,7 +260,7 @@ def test_default_threads_rule(device, monkeypatch, capsys):
     assert cli.default_threads() is None
 
 
-def test_bench_pins_every_implementation_to_one_thread_count(device, monkeypatch):
+def test_bench_pins_every_implementation_to_one_thread_count(host_device, monkeypatch):
     import types
 
     from xpnet import bench
@@ -284,9 +284,9 @@ def test_bench_pins_every_implementation_to_one_thread_count(device, monkeypatch
 
     monkeypatch.setattr(bench, "measure", measure)
     before = blas_threads()
-    bench.run_suite(device, threads=1)
+    bench.run_suite(host_device, threads=1)
     expected = {"xpnet_runner", "torch_runner", "gemm_only_runner"}
-    assert set(seen) == expected | ({"reference_runner"} if device == "cpu" else set())
+    assert set(seen) == expected | ({"reference_runner"} if host_device == "cpu" else set())
     assert set(seen.values()) == {(1, 1)}
     assert blas_threads() == before and fake_torch.threads == 4  # both restored
 

@@ -80,8 +80,8 @@ def test_checkpoint_restores_into_the_buffer(backend, tmp_path):
     _trains(model, backend)
 
 
-def test_immutable_namespaces_are_refused_with_a_reason(backend):
-    b = xpnet.get_backend(backend.xp if not backend.is_numpy else "numpy", backend.device)
+def test_immutable_namespaces_are_refused_with_a_reason(host_backend):
+    b = xpnet.get_backend(host_backend.xp if not host_backend.is_numpy else "numpy", host_backend.device)
     b.__dict__["mutable"] = False  # what Backend.mutable says for JAX
     with pytest.raises(ValueError, match="immutable arrays .*updates its parameter buffer in place"):
         xpnet.MLP([2, 3, 2], backend=b)

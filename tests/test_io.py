@@ -93,19 +93,19 @@ def test_bad_model_files_are_refused(backend, tmp_path, changes, message):
         xpnet.load(bad, backend=backend)
 
 
-def test_pickled_object_is_refused_not_run(backend, tmp_path):
+def test_pickled_object_is_refused_not_run(host_backend, tmp_path):
     path = tmp_path / "pickle.npz"
     np.savez(path, metadata=np.array([{"boom": 1}], dtype=object))
     with pytest.raises(ValueError, match="not a readable .npz"):
-        xpnet.load(path, backend=backend)
+        xpnet.load(path, backend=host_backend)
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"PK\x03\x04truncated"])
-def test_garbage_files_are_refused(backend, tmp_path, content):
+def test_garbage_files_are_refused(host_backend, tmp_path, content):
     path = tmp_path / "g.npz"
     path.write_bytes(content)
     with pytest.raises(ValueError, match="path="):
-        xpnet.load(path, backend=backend)
+        xpnet.load(path, backend=host_backend)
 
 
 def test_truncated_file_is_refused(backend, tmp_path):

@@ -106,9 +106,9 @@ def test_classes_that_do_not_fit_the_outputs_are_refused(backend, kwargs, y, mes
     (dict(classes=[[1], [2]]), r"is not a class list"),
     (dict(classes=[0, 1], output="identity", sizes=[2, 1]), r"a regressor has no classes"),
 ])
-def test_bad_class_lists(backend, kwargs, message):
+def test_bad_class_lists(host_backend, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        xpnet.MLP(**{"sizes": [2, 4, 2], **kwargs}, backend=backend)
+        xpnet.MLP(**{"sizes": [2, 4, 2], **kwargs}, backend=host_backend)
 
 
 def test_unknown_and_string_labels_are_named(backend):
@@ -193,7 +193,7 @@ def test_version_1_files_are_still_read(backend):
     assert from_checkpoint.sizes == [2, 6, 2]
 
 
-def test_a_file_from_a_newer_xpnet_says_so(backend, tmp_path):
+def test_a_file_from_a_newer_xpnet_says_so(host_backend, tmp_path):
     path = tmp_path / "m.npz"
     xpnet.MLP([2, 3, 2]).save(path)
     with np.load(path, allow_pickle=False) as npz:
@@ -204,7 +204,7 @@ def test_a_file_from_a_newer_xpnet_says_so(backend, tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"was written by a newer xpnet \(9.0, format version 7\); this xpnet .* "
                                          r"reads versions 1 to 2: upgrade xpnet"):
-        xpnet.load(path, backend=backend)
+        xpnet.load(path, backend=host_backend)
 
 
 def test_checkpoint_loads_as_a_model(backend, tmp_path):

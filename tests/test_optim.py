@@ -72,7 +72,7 @@ def test_updates_are_in_place_on_mutable_backends(backend):
     (lambda: xpnet.Adam(schedule="linear"), "schedule='linear'"),
     (lambda: xpnet.StepDecay(step_size=0), "step_size=0"),
 ])
-def test_bad_optimizer_arguments(backend, make, message):
+def test_bad_optimizer_arguments(host_backend, make, message):
     with pytest.raises(ValueError, match=message):
         make()
 

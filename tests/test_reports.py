@@ -54,7 +54,7 @@ def test_precision_recall_f1_by_hand(backend):
     assert macro_average(s["f1"], np.zeros(4, bool)) is None
 
 
-def test_class_report_text(backend):
+def test_class_report_text(host_backend):
     s = precision_recall_f1(CM)
     macro = {k: macro_average(s[k], [True, True, True, False]) for k in ("precision", "recall", "f1")}
     lines = format_class_report(["cat", "dog", "eel", "fox"], s, macro).splitlines()
@@ -80,7 +80,7 @@ def test_regression_scores_by_hand(backend):
     assert regression_scores(np.ones(3), np.array([1.0, 2.0, 0.0]))["r2"] is None  # constant targets
 
 
-def test_bench_markdown_says_n_a_without_an_x(backend):
+def test_bench_markdown_says_n_a_without_an_x(host_backend):
     case = bench.Case((784, 16, 10), 64, "sgd")
     text = bench.markdown([bench.Result(case, xpnet=1000.0, reference=500.0, torch=None, gemm_gflops=10.0)])
     row = text.splitlines()[-1]
@@ -269,14 +269,14 @@ def test_plot_says_where_it_wrote(device, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ messages
-def test_no_command_prints_the_help(device, capsys):
+def test_no_command_prints_the_help(host_device, capsys):
     assert run([]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith("usage: xpnet") and all(c in captured.out for c in ("train", "evaluate", "bench"))
     assert captured.err == ""
 
 
-def test_sweep_interrupt_does_not_suggest_a_checkpoint(device, monkeypatch, capsys):
+def test_sweep_interrupt_does_not_suggest_a_checkpoint(host_device, monkeypatch, capsys):
     from xpnet import cli
     from xpnet.train import TrainingInterrupted
 
@@ -286,7 +286,7 @@ def test_sweep_interrupt_does_not_suggest_a_checkpoint(device, monkeypatch, caps
     monkeypatch.setattr(cli, "_train_one", interrupted)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = run(["sweep", "--device", device, "--dataset", "moons", "--hidden", "2,4"])
+        code = run(["sweep", "--device", host_device, "--dataset", "moons", "--hidden", "2,4"])
     finally:
         for sig, handler in previous.items():  # main ignores further signals while it prints
             signal.signal(sig, handler)
@@ -313,14 +313,14 @@ MODEL_FILE_ERRORS = [
 
 
 @pytest.mark.parametrize("files,argv,message", MODEL_FILE_ERRORS)
-def test_model_file_errors_name_the_flag(device, files, argv, message, tmp_path, monkeypatch, capsys):
+def test_model_file_errors_name_the_flag(host_device, files, argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for name, content in files.items():
         if content == "data":
             np.savez(tmp_path / name, X=np.zeros((3, 2)), y=np.zeros(3, int))
         else:
             (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    assert run([*argv, "--device", device]) == 2
+    assert run([*argv, "--device", host_device]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err, err
     assert "path=" not in err and "pickle" not in err

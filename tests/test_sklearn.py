@@ -357,8 +357,8 @@ def test_pipeline_grid_search_and_cross_validation():
     assert scores.mean() > 0.5
 
 
-def test_clone_keeps_parameters_not_state(backend):
-    est = MLPClassifier((5,), alpha=0.5, device=backend, threads=1, random_state=3)
+def test_clone_keeps_parameters_not_state(host_backend):
+    est = MLPClassifier((5,), alpha=0.5, device=host_backend, threads=1, random_state=3)
     twin = clone(est)
     assert twin.get_params() == est.get_params() and twin is not est
     assert twin.set_params(alpha=0.1).alpha == 0.1 and est.alpha == 0.5

@@ -114,7 +114,7 @@ def test_schedules_set_the_learning_rate_per_epoch(backend, name, expected):
     np.testing.assert_allclose(h.lr, expected, rtol=1e-12)
 
 
-def test_step_decay(backend):
+def test_step_decay(host_backend):
     sched = xpnet.StepDecay(step_size=2, gamma=0.5)
     assert [sched(e, 6) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
 
