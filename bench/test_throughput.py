@@ -2,9 +2,10 @@
 
 Each case is one pytest-benchmark group, so the three implementations print next to
 each other; ``extra_info`` carries samples/s, FLOP/s and the roofline share. Run with
-``pytest bench --benchmark-only`` (see bench/README.md). Each measurement is the median
-is one unit of work (a number of steps, or one epoch) that ends with the device
-synchronized; pytest-benchmark times ROUNDS of them after a warm-up round.
+``pytest bench --benchmark-only`` (see bench/README.md). A unit of work (a number of
+steps, or one epoch) ends with the device synchronized; after a warm-up, each of
+pytest-benchmark's ROUNDS runs it back to back for at least 100 ms
+(``bench.calls_per_window``), and the figure is the median round's time per unit.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def gemm(device):
     return {dt: bench.gemm_gflops(device, dt) for dt in ("float32", "float64")}
 
 
-ROUNDS = 5  # timed rounds per implementation, after one warm-up round
+ROUNDS = 5  # timed rounds per implementation, each at least bench.MIN_WINDOW long
 
 
 def _time(benchmark, case, runner, gemm):
-    """pytest-benchmark times one unit of work (steps or an epoch), which ends synchronized."""
+    """pytest-benchmark times units of work (steps or an epoch), which end synchronized."""
     run, samples = runner
     benchmark.group = case.name
-    benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=0, iterations=bench.calls_per_window(run))
     rate = samples / benchmark.stats.stats.median
     flops = rate * bench.flops_per_sample(case.layers)
     benchmark.extra_info.update(samples_per_second=round(rate), gflops=flops / 1e9, roofline=flops / (gemm[case.dtype] * 1e9))

@@ -27,7 +27,29 @@ def test_suite_cases_cover_the_issue(host_backend):
     assert {c.batch for c in full} == {64, 256, 1024, 8192}
     assert {c.dtype for c in full} == {"float32", "float64"} and {c.mode for c in full} == {"step", "epoch"}
     assert any(c.data == "mnist" for c in full)
-    assert {c.dtype for c in bench.cases("cuda")} == {"float32"}
+    gpu = bench.cases("cuda")
+    assert {c.dtype for c in gpu} == {"float32"} and {c.layers for c in gpu} == {bench.SMALL, bench.WIDE_GPU}
+    assert {c.batch for c in gpu} == {64, 256, 1024, 8192} and bench.WIDE_GPU == (784, 4096, 4096, 10)
+
+
+def test_timed_windows_span_at_least_the_minimum(host_backend, monkeypatch):
+    """A unit of work far shorter than the window is repeated until the window is long
+    enough (on a simulated clock: each unit takes 1/512 s, about 2 ms; binary fractions
+    keep the arithmetic exact)."""
+    import types
+
+    now = [0.0]
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    calls = []
+
+    def unit():
+        calls.append(now[0])
+        now[0] += 1 / 512
+
+    assert bench.calls_per_window(unit, min_window=0.125) == 64 and len(calls) == 2  # warm-up, then one timed
+    calls.clear()
+    assert bench.measure((unit, 100), repeats=3, min_window=0.125) == 100 * 512
+    assert len(calls) == 2 + 3 * 64
 
 
 @pytest.mark.parametrize("case", TINY, ids=lambda c: c.mode)

@@ -275,7 +275,7 @@ def test_bench_pins_every_implementation_to_one_thread_count(host_device, monkey
     for name in ("xpnet_runner", "torch_runner", "gemm_only_runner"):
         monkeypatch.setattr(bench, name, lambda case, device="cpu", name=name: name)
     monkeypatch.setattr(bench, "reference_runner", lambda case: "reference_runner")
-    monkeypatch.setattr(bench, "gemm_gflops", lambda device, dtype: 1.0)
+    monkeypatch.setattr(bench, "gemm_gflops", lambda device, dtype, tf32=False: 1.0)
     seen = {}
 
     def measure(runner, repeats=3):  # records the thread counts each implementation runs with

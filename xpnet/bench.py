@@ -4,8 +4,11 @@ loop, PyTorch eager, and the machine's measured matrix-multiply rate.
 Used by ``xpnet bench`` and by the pytest-benchmark suite in ``bench/``. It lives in
 the package (not only in ``bench/``) so that ``xpnet bench`` works from an install.
 
-Timing: a warm-up run first; the device is synchronized before every clock read;
-data is resident on the device; each figure is the median of ``repeats`` runs.
+Timing: a warm-up run first (on a GPU it compiles the kernels); every unit of work
+ends with the device synchronized; each timed window repeats the unit until it
+spans at least ``MIN_WINDOW`` (100 ms), so that a 5 ms unit on a GPU is not timed
+alone; data is resident on the device; each figure is the median of ``repeats``
+windows.
 FLOPs per sample count ``2 n_in n_out`` per layer for the forward pass, the same
 for the weight gradient, and the same for the input gradient of every layer but
 the first. Roofline share = achieved training FLOP/s / measured GEMM FLOP/s.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import statistics
 import time
@@ -24,8 +28,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SMALL = (784, 128, 64, 10)
-WIDE = (784, 1024, 1024, 10)
+WIDE = (784, 1024, 1024, 10)  # the wide network on the CPU
+WIDE_GPU = (784, 4096, 4096, 10)  # and on a GPU, where 1024 wide leaves most of it idle
 N_SAMPLES = 60_000  # synthetic MNIST-shaped data
+MIN_WINDOW = 0.1  # seconds: the shortest timed window
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,17 @@ def flops_per_sample(layers: Sequence[int]) -> int:
 
 
 def cases(device: str = "cpu", quick: bool = False) -> list[Case]:
-    """The suite's cases: both networks, four batch sizes, SGD and Adam, float32 (and
-    float64 on the CPU), one step and one epoch, plus one epoch on the real digits."""
+    """The suite's cases: both networks (the wide one is 1024 wide on the CPU, 4096 on a
+    GPU), four batch sizes, SGD and Adam, float32 (and float64 on the CPU), one step and
+    one epoch, plus one epoch on the real digits."""
     if quick:
         out = [Case(SMALL, b, o, mode=m) for b in (64, 256, 1024) for o in ("sgd", "adam") for m in ("step", "epoch")]
         return out + [Case(SMALL, 256, "adam", mode="epoch", data="mnist")]
-    dtypes = ("float32", "float64") if device == "cpu" else ("float32",)
+    on_cpu = device == "cpu"
+    dtypes = ("float32", "float64") if on_cpu else ("float32",)
     out = [
         Case(layers, b, o, dt, m)
-        for layers in (SMALL, WIDE)
+        for layers in (SMALL, WIDE if on_cpu else WIDE_GPU)
         for b in (64, 256, 1024, 8192)
         for o in ("sgd", "adam")
         for dt in dtypes
@@ -86,7 +94,8 @@ def dataset(case: Case):
 
 
 def _steps_for(case: Case) -> int:
-    """Steps per timed step-mode run: about 0.2 s of work on a 2-core CPU, at least 3."""
+    """Steps per step-mode unit of work: about 0.2 s on a 2-core CPU, at least 3 (a timed
+    window repeats the unit until it spans :data:`MIN_WINDOW`)."""
     return max(3, min(50, int(2e10 / (flops_per_sample(case.layers) * case.batch))))
 
 
@@ -94,15 +103,29 @@ def _steps_for(case: Case) -> int:
 Runner = tuple[Callable[[], None], int]  # (one timed unit of work, ending synchronized; samples it processes)
 
 
-def measure(runner: Runner, repeats: int = 3) -> float:
-    """Samples/s: ``samples`` over the median time of ``repeats`` runs, after one warm-up run."""
-    run, samples = runner
+def calls_per_window(run: Callable[[], None], min_window: float = MIN_WINDOW) -> int:
+    """Warm ``run`` up (kernels compiled, caches and memory pools filled), time a second,
+    warm call, and return how many calls back to back span ``min_window`` seconds."""
     run()
+    t0 = time.perf_counter()
+    run()
+    return max(1, math.ceil(min_window / max(time.perf_counter() - t0, 1e-9)))
+
+
+def measure(runner: Runner, repeats: int = 3, min_window: float = MIN_WINDOW) -> float:
+    """Samples/s over the median of ``repeats`` timed windows, after a warm-up.
+
+    A window runs the unit of work back to back as often as :func:`calls_per_window`
+    says; the unit ends synchronized, so every window does too.
+    """
+    run, samples = runner
+    k = calls_per_window(run, min_window)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
+        for _ in range(k):
+            run()
+        times.append((time.perf_counter() - t0) / k)
     return samples / statistics.median(times)
 
 
@@ -234,7 +257,12 @@ def torch_runner(case: Case, device: str = "cpu", compile_model: bool = False) -
     """PyTorch eager (or with ``torch.compile``) with the same model, optimizer, batch and dtype."""
     import torch
 
+    from .backend import _tf32_wanted
+
     dev = torch.device("cuda" if device.startswith("cuda") else "cpu", int(device.split(":")[1]) if ":" in device else None)
+    if dev.type == "cuda":  # the same float32 matmul mode as xpnet's (off unless allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = _tf32_wanted()
+        torch.backends.cudnn.allow_tf32 = _tf32_wanted()
     dtype = getattr(torch, case.dtype)
     X, y = dataset(case)
     Xt, yt = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)
@@ -337,11 +365,15 @@ def op_counts() -> dict[str, int] | None:
 
 
 # ------------------------------------------------------------------ roofline
-def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
-    """Measured matrix-multiply rate: median GFLOP/s of an ``n x n x n`` product."""
-    from .backend import get_backend
+def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int | None = None, repeats: int = 5,
+                tf32: bool = False) -> float:
+    """Measured matrix-multiply rate: median GFLOP/s of an ``n x n x n`` product (``n``:
+    2048 on the CPU, 8192 on a GPU). ``tf32=True`` times float32 with TF32 tensor cores
+    allowed (CuPy), then restores the process's setting."""
+    from .backend import _tf32_wanted, allow_tf32, get_backend
 
     backend = get_backend(device=device)
+    n = n or (2048 if device == "cpu" else 8192)
     rng = np.random.default_rng(0)
     a = backend.asarray(rng.random((n, n)).astype(dtype))
     b = backend.asarray(rng.random((n, n)).astype(dtype))
@@ -350,8 +382,13 @@ def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int = 2048, repe
         a @ b
         backend.synchronize()
 
-    backend.synchronize()
-    return measure((run, 2 * n**3), repeats) / 1e9
+    before = _tf32_wanted()
+    allow_tf32(tf32)
+    try:
+        backend.synchronize()
+        return measure((run, 2 * n**3), repeats) / 1e9
+    finally:
+        allow_tf32(before)
 
 
 # -------------------------------------------------------------------- table
@@ -509,7 +546,12 @@ def environment(device: str = "cpu") -> dict:
     if device.startswith("cuda"):
         import cupy
 
+        from .backend import get_backend
+
         env["cupy"] = cupy.__version__
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        runtime = cupy.cuda.runtime
+        props = runtime.getDeviceProperties(get_backend(device=device).device.id)
         env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        env["cuda"] = f"runtime {runtime.runtimeGetVersion()}, driver {runtime.driverGetVersion()}"
+        env["tf32"] = get_backend(device=device).tf32  # the suite's float32 matmuls; see allow_tf32
     return env

@@ -1209,20 +1209,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = bench.markdown(results)
     with bench.pinned_threads(blas_threads()):
         compiled = bench.compile_comparison(results, device) if quick else []
+        gemm = {"float32": next(r.gemm_gflops for r in results if r.case.dtype == "float32")}
+        if device != "cpu":  # what TF32 tensor cores would give; the suite itself runs in float32
+            gemm["tf32"] = bench.gemm_gflops(device, "float32", tf32=True)
     compile_lines = [f"- torch.compile, {row['case']}: {row['torch_compile']:,.0f} samples/s; xpnet "
                      f"{row['vs_torch_compile']:.2f}x" for row in compiled]
+    gemm_line = "matrix multiply (the roofline's rate): " + ", ".join(
+        f"{k} {v:,.0f} GFLOP/s" for k, v in gemm.items()) + (
+        f" (TF32 {gemm['tf32'] / gemm['float32']:.2f}x float32)" if "tf32" in gemm else "")
     print()
     print(table)
+    print(gemm_line)
     if compile_lines:
         print("\n".join(compile_lines))
     if getattr(args, "json", None):
         with _as_flags(("path", "--json", args.json)), atomic_write(args.json) as f:
-            f.write(json.dumps({"environment": env, "op_counts": counts, "results": [r.row() for r in results],
-                                "torch_compile": compiled}, indent=1).encode())
+            f.write(json.dumps({"environment": env, "op_counts": counts, "gemm_gflops": gemm,
+                                "results": [r.row() for r in results], "torch_compile": compiled}, indent=1).encode())
     if getattr(args, "markdown", None):
         header = "\n".join(f"- {k}: {v}" for k, v in env.items())
         command = "xpnet bench" + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else "")
-        extra = "\n".join([f"- {ops_line}", *compile_lines])
+        extra = "\n".join([f"- {ops_line}", f"- {gemm_line}", *compile_lines])
         text = f"# xpnet bench, {env['date']}, {device}\n\nCommand: `{command}`\n\n{header}\n\n{table}\n\n{extra}\n"
         with _as_flags(("path", "--markdown", args.markdown)), atomic_write(args.markdown) as f:
             f.write(text.encode())
