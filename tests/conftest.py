@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -78,30 +79,30 @@ def backend(request, monkeypatch) -> xpnet.Backend:
 
     Only for tests that put arrays on the backend's device: its ``cupy`` parameter is
     marked ``cuda``, and ``-m cuda`` should select what runs on a GPU. The
-    ``strict-device1`` run checks this: a test that creates no array on ``device1``
-    fails, and should take :func:`host_backend`.
+    ``strict-device1`` run checks this: a passing test that creates no array on
+    ``device1`` fails, and should take :func:`host_backend`.
     """
     backend = make_backend(request.param)
-    if request.param == "strict-device1":
-        with _watch(monkeypatch, "arrays", backend.device) as seen:
-            yield backend
-        _require(seen, "put no array on the backend's device", "host_backend")
-    else:
+    if request.param != "strict-device1":
         yield backend
+        return
+    with _watch(monkeypatch, backend) as seen:
+        yield backend
+    _require(request, seen.device or seen.child, "put no array on the backend's device", "host_backend")
 
 
-@pytest.fixture(params=BACKENDS[:-1])
+@pytest.fixture(params=[p for p in BACKENDS if p.id != "cupy"])
 def host_backend(request, monkeypatch) -> xpnet.Backend:
     """The matrix without its GPU parameter, for code that runs on the host whatever the
     backend (file readers, argument checks made before any array is created). The
     ``strict-device1`` run checks that nothing is put on the device after all."""
     backend = make_backend(request.param)
-    if request.param == "strict-device1":
-        with _watch(monkeypatch, "arrays", backend.device) as seen:
-            yield backend
-        _require_not(seen, "put an array on the backend's device", "backend")
-    else:
+    if request.param != "strict-device1":
         yield backend
+        return
+    with _watch(monkeypatch, backend) as seen:
+        yield backend
+    _require(request, not seen.device, "put an array on the backend's device", "backend")
 
 
 @pytest.fixture(params=[pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)])
@@ -109,15 +110,15 @@ def device(request, monkeypatch) -> str:
     """A device string for the command line: cpu, and cuda where a GPU is usable.
 
     Only for commands that get as far as resolving the device; the ``cpu`` run checks
-    this (a test that resolves no backend fails, and should take :func:`host_device`).
+    this (a passing test that resolves no backend fails, and should take :func:`host_device`).
     """
     if request.param == "cuda":
         _cupy_or_skip()
         yield request.param
         return
-    with _watch(monkeypatch, "backends") as seen:
+    with _watch(monkeypatch) as seen:
         yield request.param
-    _require(seen, "resolved no backend", "host_device")
+    _require(request, seen.device or seen.child, "resolved no backend", "host_device")
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -125,33 +126,41 @@ def host_device(request, monkeypatch) -> str:
     """``--device cpu`` and ``--device cuda`` for commands that stop before resolving the
     device (usage errors, help): both run on any machine, GPU or not, and must say the
     same; a test that resolves a backend after all fails (it should take :func:`device`)."""
-    with _watch(monkeypatch, "backends") as seen:
+    with _watch(monkeypatch) as seen:
         yield request.param
-    _require_not(seen, "resolved a backend", "device")
+    _require(request, not seen.device, "resolved a backend", "device")
 
 
 # ------------------------------------- does a test run on the device it is given?
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, for the fixtures' checks at teardown."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 class _Seen:
     """What a test did, watched from inside this process."""
 
-    device = False  # an array was put on the device (strict-device1) or a backend resolved (cpu)
-    subprocess = False  # a child process ran: what it did cannot be seen from here
+    device = False  # an array was put on the watched device, or (no device given) a Backend was made
+    child = False  # it ran xpnet in a child process, whose work cannot be seen from here
 
 
 @contextlib.contextmanager
-def _watch(monkeypatch, target: str, watched=None) -> Iterator[_Seen]:
-    """Record whether the test creates an array on ``watched`` (``target="arrays"``,
-    array-api-strict's device) or resolves any :class:`xpnet.Backend` (``"backends"``)."""
+def _watch(monkeypatch, backend: xpnet.Backend | None = None) -> Iterator[_Seen]:
+    """Watch for arrays created on ``backend``'s device, or without one for any Backend made."""
     seen = _Seen()
-    if target == "arrays":
+    if backend is not None:
         from array_api_strict._array_object import Array
 
+        backend.mutable  # noqa: B018 - its one-element probe array is made (and cached) before watching
         new = Array._new.__func__
 
         def array_new(cls, x, /, device):
-            seen.device = seen.device or device == watched
+            seen.device = seen.device or device == backend.device
             return new(cls, x, device=device)
 
         monkeypatch.setattr(Array, "_new", classmethod(array_new))
@@ -165,19 +174,18 @@ def _watch(monkeypatch, target: str, watched=None) -> Iterator[_Seen]:
         monkeypatch.setattr(xpnet.Backend, "__init__", backend_init)
     popen = subprocess.Popen.__init__
 
-    def popen_init(proc, *args, **kwargs):
-        seen.subprocess = True
-        popen(proc, *args, **kwargs)
+    def popen_init(proc, args, *rest, **kwargs):
+        command = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+        seen.child = seen.child or any(word in command for word in ("xpnet", "mpiexec", sys.executable))
+        popen(proc, args, *rest, **kwargs)
 
     monkeypatch.setattr(subprocess.Popen, "__init__", popen_init)
     yield seen
 
 
-def _require(seen: _Seen, what: str, instead: str) -> None:
-    if not (seen.device or seen.subprocess):
-        pytest.fail(f"this test {what}: its GPU run would run nothing there; take the {instead} fixture", pytrace=False)
-
-
-def _require_not(seen: _Seen, what: str, instead: str) -> None:
-    if seen.device:
-        pytest.fail(f"this test {what}: it runs on the GPU where there is one; take the {instead} fixture", pytrace=False)
+def _require(request, ok: bool, what: str, instead: str) -> None:
+    """Fail a passing test whose fixture does not fit what it did."""
+    report = getattr(request.node, "report_call", None)
+    if not ok and report is not None and report.passed:
+        where = "its GPU run would run nothing there" if instead.startswith("host") else "it runs on the GPU where there is one"
+        pytest.fail(f"this test {what}: {where}; take the {instead} fixture", pytrace=False)
