@@ -115,12 +115,27 @@ def test_bad_model_arguments(host_backend, kwargs, message):
         xpnet.MLP(backend=host_backend, **kwargs)
 
 
-def test_a_model_larger_than_the_device_s_free_memory(backend):
+def test_a_model_larger_than_free_memory(host_backend):
     """Refused from the arithmetic, before a byte is allocated: 15 TB of float32 weights,
-    more than any host's or GPU's free memory (on CuPy both are checked)."""
+    more than any host's free memory (checked first: the weights are drawn there)."""
     with pytest.raises(ValueError, match=r"needs 14907.1 GiB for its 4,001,592,000,010 parameters alone "
                                          r"\(4 bytes each\), more than the [\d.]+ GiB of free memory.*: use narrower layers"):
-        xpnet.MLP([784, 2_000_000, 2_000_000, 10], backend=backend)
+        xpnet.MLP([784, 2_000_000, 2_000_000, 10], backend=host_backend)
+
+
+def test_the_gpu_s_free_memory_is_checked_too(backend, monkeypatch):
+    """With no figure for the host (as off Linux), a model still gets built; on CuPy, one
+    larger than the GPU's free memory is refused naming the GPU."""
+    import os
+
+    def no_figure(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", no_figure)
+    xpnet.MLP([4, 3, 2], backend=backend)
+    if backend.is_cupy:
+        with pytest.raises(ValueError, match=r"more than the [\d.]+ GiB of free memory on cuda:\d+: use narrower layers"):
+            xpnet.MLP([784, 2_000_000, 2_000_000, 10], backend=backend)
 
 
 FIT_CASES = [

@@ -111,8 +111,7 @@ class ParamList(list):
 
 
 def _check_memory(n_params: int, itemsize: int, sizes: list[int], backend: Backend) -> None:
-    """Refuse, before anything is allocated, weights that cannot fit in memory: the host's
-    (they are drawn there) and, on CuPy, the GPU's."""
+    """Refuse, before anything is allocated, weights that do not fit the host's (they are drawn there) or GPU's free memory."""
     need = n_params * itemsize
     for where, free in _free_memory(backend):
         if need > free:
@@ -122,8 +121,7 @@ def _check_memory(n_params: int, itemsize: int, sizes: list[int], backend: Backe
 
 
 def _free_memory(backend: Backend) -> Iterator[tuple[str, int]]:
-    """(where, free bytes): the host's (on Linux), then the GPU's on CuPy, counting what
-    CuPy's memory pool holds but no array uses."""
+    """(where, free bytes): the host's (on Linux), then on CuPy the GPU's, with what CuPy's pool holds unused."""
     import os
 
     try:
