@@ -52,6 +52,13 @@ def test_timed_windows_span_at_least_the_minimum(host_backend, monkeypatch):
     assert len(calls) == 2 + 3 * 64
 
 
+def test_the_tf32_gemm_rate_leaves_the_setting_as_it_was(host_backend):
+    from xpnet.backend import allow_tf32
+
+    assert bench.gemm_gflops("cpu", "float32", n=64, repeats=1, tf32=True) > 0
+    assert allow_tf32(False) is False  # what gemm_gflops restored
+
+
 @pytest.mark.parametrize("case", TINY, ids=lambda c: c.mode)
 def test_runners_do_their_unit_of_work(device, case):
     for runner in (bench.xpnet_runner(case, device), bench.xpnet_runner(case, device, reuse_buffers=False)):
@@ -75,6 +82,8 @@ def test_xpnet_bench_command_writes_table_and_files(device, tmp_path, monkeypatc
     assert row["vs_torch"] is None and (row["vs_reference"] is None) == (device != "cpu")
     assert row["mode"] == "step" and 0 < row["of_gemm_only"] and result["results"][1]["of_gemm_only"] is None
     assert set(result["op_counts"]) == {"sgd", "nesterov+wd", "adam"} and "array operations per step" in out
+    assert set(result["gemm_gflops"]) == ({"float32"} if device == "cpu" else {"float32", "tf32"})
+    assert "matrix multiply (the roofline's rate): float32 " in out
     assert np.isclose(row["roofline"], row["xpnet"] * bench.flops_per_sample(row["layers"]) / (row["gemm_gflops"] * 1e9))
     report = md.read_text()
     assert report.startswith(f"# xpnet bench, {result['environment']['date']}, {device}")

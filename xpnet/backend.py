@@ -501,8 +501,9 @@ def _cupy_distribution() -> str | None:
 _tf32_choice: bool | None = None  # set by allow_tf32; None: CUPY_TF32 decides, as in CuPy (default off)
 
 
-def allow_tf32(enabled: bool) -> None:
-    """Let float32 matmuls on CuPy GPUs use TF32 tensor cores, for the whole process.
+def allow_tf32(enabled: bool) -> bool:
+    """Let float32 matmuls on CuPy GPUs use TF32 tensor cores, for the whole process;
+    returns the setting it replaces (``allow_tf32(previous)`` puts it back).
 
     Off by default. TF32 rounds matmul inputs to a 10-bit mantissa (relative error
     about 1e-3 instead of 1e-7): much faster on compute capability 8.0+ (Ampere and
@@ -518,6 +519,7 @@ def allow_tf32(enabled: bool) -> None:
     global _tf32_choice
     if not isinstance(enabled, bool):
         raise ValueError(f"enabled={enabled!r} is not a bool: expected True or False")
+    previous = _tf32_wanted()
     _tf32_choice = enabled
     # CuPy reads CUPY_TF32 when it first needs float32's matmul mode: setting it covers
     # a CuPy not imported yet, and one whose internal setter below has moved.
@@ -527,6 +529,7 @@ def allow_tf32(enabled: bool) -> None:
         # Applied again, with any error explained, whenever a cuda backend is resolved.
         with contextlib.suppress(Exception):
             _apply_tf32(cupy)
+    return previous
 
 
 def _tf32_wanted() -> bool:

@@ -116,16 +116,18 @@ def measure(runner: Runner, repeats: int = 3, min_window: float = MIN_WINDOW) ->
     """Samples/s over the median of ``repeats`` timed windows, after a warm-up.
 
     A window runs the unit of work back to back as often as :func:`calls_per_window`
-    says; the unit ends synchronized, so every window does too.
+    says, and on until it spans ``min_window``; the unit ends synchronized, so every
+    window does too.
     """
     run, samples = runner
     k = calls_per_window(run, min_window)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(k):
+        calls, t0 = 0, time.perf_counter()
+        while calls < k or time.perf_counter() - t0 < min_window:  # k, or more where they ran faster
             run()
-        times.append((time.perf_counter() - t0) / k)
+            calls += 1
+        times.append((time.perf_counter() - t0) / calls)
     return samples / statistics.median(times)
 
 
@@ -257,12 +259,16 @@ def torch_runner(case: Case, device: str = "cpu", compile_model: bool = False) -
     """PyTorch eager (or with ``torch.compile``) with the same model, optimizer, batch and dtype."""
     import torch
 
-    from .backend import _tf32_wanted
+    from .backend import get_backend
 
     dev = torch.device("cuda" if device.startswith("cuda") else "cpu", int(device.split(":")[1]) if ":" in device else None)
     if dev.type == "cuda":  # the same float32 matmul mode as xpnet's (off unless allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = _tf32_wanted()
-        torch.backends.cudnn.allow_tf32 = _tf32_wanted()
+        tf32 = bool(get_backend(device=device).tf32)
+        matmul = torch.backends.cuda.matmul
+        if hasattr(matmul, "fp32_precision"):  # PyTorch >= 2.9 warns about allow_tf32
+            matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        else:
+            matmul.allow_tf32 = tf32
     dtype = getattr(torch, case.dtype)
     X, y = dataset(case)
     Xt, yt = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)
@@ -370,7 +376,7 @@ def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int | None = Non
     """Measured matrix-multiply rate: median GFLOP/s of an ``n x n x n`` product (``n``:
     2048 on the CPU, 8192 on a GPU). ``tf32=True`` times float32 with TF32 tensor cores
     allowed (CuPy), then restores the process's setting."""
-    from .backend import _tf32_wanted, allow_tf32, get_backend
+    from .backend import allow_tf32, get_backend
 
     backend = get_backend(device=device)
     n = n or (2048 if device == "cpu" else 8192)
@@ -382,8 +388,7 @@ def gemm_gflops(device: str = "cpu", dtype: str = "float32", n: int | None = Non
         a @ b
         backend.synchronize()
 
-    before = _tf32_wanted()
-    allow_tf32(tf32)
+    before = allow_tf32(tf32)
     try:
         backend.synchronize()
         return measure((run, 2 * n**3), repeats) / 1e9
@@ -444,7 +449,18 @@ def run_suite(device: str = "cpu", quick: bool = False, repeats: int | None = No
               progress: Callable[[Result], None] | None = None, threads: int | None = None) -> list[Result]:
     """Run every case of :func:`cases`, side by side, every implementation with the same CPU
     thread count (``threads``; see :func:`pinned_threads`); returns the results in order."""
+    from .backend import allow_tf32
+
     repeats = repeats or (3 if quick else 5)
+    tf32_before = allow_tf32(False)  # float32 means float32 here, for xpnet and PyTorch alike
+    try:
+        return _run_cases(device, quick, repeats, progress, threads)
+    finally:
+        allow_tf32(tf32_before)
+
+
+def _run_cases(device, quick, repeats, progress, threads) -> list[Result]:
+    """:func:`run_suite`'s loop."""
     with pinned_threads(threads):
         gemm = {dt: gemm_gflops(device, dt) for dt in ({c.dtype for c in cases(device, quick)})}
         have_torch = torch_available()
@@ -548,10 +564,10 @@ def environment(device: str = "cpu") -> dict:
 
         from .backend import get_backend
 
+        gpu = get_backend(device=device)
         env["cupy"] = cupy.__version__
         runtime = cupy.cuda.runtime
-        props = runtime.getDeviceProperties(get_backend(device=device).device.id)
+        props = runtime.getDeviceProperties(gpu.device.id)
         env["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         env["cuda"] = f"runtime {runtime.runtimeGetVersion()}, driver {runtime.driverGetVersion()}"
-        env["tf32"] = get_backend(device=device).tf32  # the suite's float32 matmuls; see allow_tf32
     return env

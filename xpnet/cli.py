@@ -1210,7 +1210,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with bench.pinned_threads(blas_threads()):
         compiled = bench.compile_comparison(results, device) if quick else []
         gemm = {"float32": next(r.gemm_gflops for r in results if r.case.dtype == "float32")}
-        if device != "cpu":  # what TF32 tensor cores would give; the suite itself runs in float32
+        if device != "cpu":  # what TF32 tensor cores would give; run_suite keeps TF32 off
             gemm["tf32"] = bench.gemm_gflops(device, "float32", tf32=True)
     compile_lines = [f"- torch.compile, {row['case']}: {row['torch_compile']:,.0f} samples/s; xpnet "
                      f"{row['vs_torch_compile']:.2f}x" for row in compiled]
