@@ -151,7 +151,9 @@ ERRORS = [
 
 @pytest.mark.parametrize("argv,message", ERRORS)
 def test_errors_are_one_line_and_exit_2(host_device, argv, message, capsys):
-    code = run(argv)
+    """Bad flags are named before any device is resolved: the same line with --device cuda,
+    GPU or not."""
+    code = run(argv if "--device" in argv else [*argv, "--device", host_device])
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err

@@ -14,11 +14,14 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import xpnet
-from xpnet import data
+pytest.importorskip("hypothesis")  # in the test extra; a bare GPU image may lack it
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import xpnet  # noqa: E402
+from xpnet import data  # noqa: E402
 
 # XPNET_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_loaders.py fuzzes harder than CI does
 FUZZ = settings(max_examples=int(os.environ.get("XPNET_FUZZ_EXAMPLES", "60")), deadline=2000,
