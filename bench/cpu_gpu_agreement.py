@@ -4,7 +4,7 @@
     python bench/cpu_gpu_agreement.py --devices cpu cuda:1 --seeds 0 1 2 3 4
 
 Each run is ``xpnet train --preset deep-mnist --seed S --device D --json`` (in this
-process, TF32 off as by default). Prints each run's test accuracy and losses, the
+process, with TF32 off whatever ``CUPY_TF32`` says). Prints each run's test accuracy and losses, the
 median test accuracy per device, and whether the medians agree within ``--points``
 (0.3 percentage points). Exits 1 when they do not. Float32 training on two devices
 differs by rounding (different summation orders in the matrix products and
@@ -22,7 +22,9 @@ import json
 import statistics
 import sys
 
+from xpnet.backend import allow_tf32
 from xpnet.cli import main as xpnet_main
+from xpnet.io import atomic_write
 
 
 def train(device: str, seed: int, preset: str) -> dict:
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--points", type=float, default=0.3, help="largest allowed gap of the medians, in points")
     p.add_argument("--json", metavar="FILE", help="also write the runs and the verdict here")
     args = p.parse_args(argv)
+    if args.devices[0] == args.devices[1]:
+        p.error(f"--devices {args.devices[0]} {args.devices[1]}: expected two different devices")
+    allow_tf32(False)
 
     runs = {d: [] for d in args.devices}
     print(f"{'device':8s} {'seed':>4s} {'test acc':>9s} {'test loss':>10s} {'train loss':>11s} {'seconds':>8s}")
@@ -59,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median test accuracy: {a} {medians[a]:.2f}%, {b} {medians[b]:.2f}%; gap {gap:.2f} points "
           f"({'within' if agree else 'MORE than'} {args.points})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "seeds": args.seeds, "runs": runs, "median_test_accuracy_percent": medians,
-                       "gap_points": gap, "allowed_points": args.points, "agree": agree}, f, indent=1)
+        record = {"preset": args.preset, "seeds": args.seeds, "runs": runs, "median_test_accuracy_percent": medians,
+                  "gap_points": gap, "allowed_points": args.points, "agree": agree}
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(record, indent=1).encode())
     return 0 if agree else 1
 
 
