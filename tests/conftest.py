@@ -82,13 +82,7 @@ def backend(request, monkeypatch) -> xpnet.Backend:
     ``strict-device1`` run checks this: a passing test that creates no array on
     ``device1`` fails, and should take :func:`host_backend`.
     """
-    backend = make_backend(request.param)
-    if request.param != "strict-device1":
-        yield backend
-        return
-    with _watch(monkeypatch, backend) as seen:
-        yield backend
-    _require(request, seen.device or seen.child, "put no array on the backend's device", "host_backend")
+    yield from _watched_backend(request, monkeypatch, on_device=True)
 
 
 @pytest.fixture(params=[p for p in BACKENDS if p.id != "cupy"])
@@ -96,13 +90,21 @@ def host_backend(request, monkeypatch) -> xpnet.Backend:
     """The matrix without its GPU parameter, for code that runs on the host whatever the
     backend (file readers, argument checks made before any array is created). The
     ``strict-device1`` run checks that nothing is put on the device after all."""
+    yield from _watched_backend(request, monkeypatch, on_device=False)
+
+
+def _watched_backend(request, monkeypatch, on_device: bool) -> Iterator[xpnet.Backend]:
+    """Yield the parameter's backend; on strict-device1, check it was (or was not) used on the device."""
     backend = make_backend(request.param)
     if request.param != "strict-device1":
         yield backend
         return
     with _watch(monkeypatch, backend) as seen:
         yield backend
-    _require(request, not seen.device, "put an array on the backend's device", "backend")
+    if on_device:
+        _require(request, seen.device or seen.child, "put no array on the backend's device", "host_backend")
+    else:
+        _require(request, not seen.device, "put an array on the backend's device", "backend")
 
 
 @pytest.fixture(params=[pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)])

@@ -373,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "on MNIST-sized networks, with ratios and the share of the measured GEMM rate.")
     bn.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     bn.add_argument("--quick", action="store_true", help="[784,128,64,10] at batch 64, 256, 1024 only, 3 repeats")
-    bn.add_argument("--repeats", type=_number(int, 0), help="timed runs per figure, median taken (default: 5, quick 3)")
+    bn.add_argument("--repeats", type=_number(int, 0),
+                    help="timed windows (each >= 100 ms) per figure, median taken (default: 5, quick 3)")
     bn.add_argument("--json", metavar="FILE", help="also write the results and the environment to this JSON file")
     bn.add_argument("--markdown", metavar="FILE", help="also write a markdown report (environment and table) to FILE")
     _add_threads_flag(bn)
