@@ -112,7 +112,29 @@ def test_cuda_without_cupy_says_how_to_fix_it(host_backend):
         xpnet.MLP([2, 2], device="cuda")
     message = str(info.value)
     assert "device='cuda'" in message and "CuPy" in message
-    assert 'pip install "xpnet[cuda12]"' in message and "--device cpu" in message
+    assert 'pip install "cupy-cuda13x[ctk]>=14"' in message and "--device cpu" in message
+
+
+def test_install_advice_names_packages_an_index_has():
+    """xpnet is not on a package index: `pip install "xpnet[plot]"` fails in a fresh venv. Every hint
+    names the real packages (with the checkout's `pip install ".[extra]"` at most as the alternative)."""
+    import re
+    from pathlib import Path
+
+    from xpnet import backend, distributed, plot
+
+    advice = re.compile(r"pip install[^\n]*xpnet\[")
+    package = Path(xpnet.__file__).parent
+    offenders = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+                 for path in sorted(package.rglob("*.py"))
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if advice.search(line)]
+    assert offenders == []
+    assert 'pip install "cupy-cuda13x[ctk]>=14"' in backend.CUDA_HINT and '"cupy-cuda12x[ctk]>=14"' in backend.CUDA_HINT
+    assert 'pip install "matplotlib>=3.7"' in plot.PLOT_HINT
+    assert 'pip install "mpi4py>=4" mpich' in distributed.MPI_HINT
+    for hint in (backend.CUDA_HINT, plot.PLOT_HINT, distributed.MPI_HINT):
+        assert "\n" not in hint and "xpnet[" not in hint
 
 
 def test_cuda_without_a_gpu_says_so(host_backend, monkeypatch):

@@ -193,7 +193,7 @@ def test_plot_without_matplotlib_says_how_to_install(host_device, monkeypatch, c
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert run(["train", "--device", host_device, *FAST, "--plot", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
-    assert 'pip install "xpnet[plot]"' in err and len(err.strip().splitlines()) == 1
+    assert 'pip install "matplotlib>=3.7"' in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
 
 

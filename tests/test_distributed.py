@@ -30,7 +30,7 @@ try:
     HAVE_MPI = MPIEXEC.exists()
 except ImportError:
     HAVE_MPI = False
-needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason='needs mpi4py and mpiexec next to python: pip install "xpnet[mpi]"')
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason='needs mpi4py and mpiexec next to python: pip install "mpi4py>=4" mpich')
 
 OPTIMIZERS = {
     "sgd": lambda: xpnet.SGD(0.1),

@@ -33,7 +33,8 @@ import numpy as np
 
 __all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "get_backend", "to_numpy"]
 
-CUDA_HINT = 'install CuPy with pip install "xpnet[cuda12]" (or "xpnet[cuda13]"), or use --device cpu'
+CUDA_HINT = ('install CuPy with pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cuda12x[ctk]>=14" for a CUDA 12 driver), '
+             "or use --device cpu")
 
 
 class DeviceError(ValueError):

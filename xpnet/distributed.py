@@ -21,7 +21,8 @@ through ``MPI_Abort``, with one line naming the rank: a rank left behind in an
 ``Allreduce`` would otherwise wait forever.
 
 mpi4py is imported only here and only when a :class:`Communicator` is built on MPI
-(``pip install "xpnet[mpi]"`` brings mpi4py and the ``mpich`` wheel with ``mpiexec``).
+(``pip install "mpi4py>=4" mpich`` brings mpi4py and the ``mpich`` wheel with ``mpiexec``; from a
+checkout, ``pip install ".[mpi]"``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 
 from .backend import to_numpy
 
-MPI_HINT = 'pip install "xpnet[mpi]" (mpi4py and the mpich wheel, which brings mpiexec)'
+MPI_HINT = 'pip install "mpi4py>=4" mpich (the mpich wheel brings mpiexec; from a checkout, pip install ".[mpi]")'
 
 # (size, rank) variables set by MPI launchers: MPICH/Intel MPI/MVAPICH (hydra, PMI), Open MPI
 LAUNCHER_VARIABLES = (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),

@@ -14,7 +14,7 @@ import numpy as np
 from .backend import to_numpy
 from .io import atomic_write
 
-PLOT_HINT = 'plotting needs matplotlib: pip install "xpnet[plot]"'
+PLOT_HINT = 'plotting needs matplotlib: pip install "matplotlib>=3.7" (from a checkout, pip install ".[plot]")'
 DPI = 100
 
 

@@ -3,8 +3,8 @@
     from xpnet.sklearn import MLPClassifier   # instead of sklearn.neural_network
     clf = MLPClassifier(hidden_layer_sizes=(128, 64), device="cuda").fit(X, y)
 
-Needs scikit-learn >= 1.7 (``pip install "xpnet[sklearn]"``); ``import xpnet`` alone never
-imports it.
+Needs scikit-learn >= 1.7 (``pip install "scikit-learn>=1.7"``, or ``pip install ".[sklearn]"`` from
+a checkout); ``import xpnet`` alone never imports it.
 
 **What follows scikit-learn**, read from its ``sklearn/neural_network/_multilayer_perceptron.py``
 and ``_stochastic_optimizers.py`` (1.7 to 1.9): every parameter's name, meaning, default and
@@ -48,7 +48,7 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(f'xpnet.sklearn needs scikit-learn >= 1.7: pip install "xpnet[sklearn]" ({exc})') from None
+    raise ImportError(f'xpnet.sklearn needs scikit-learn >= 1.7: pip install "scikit-learn>=1.7" ({exc})') from None
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
