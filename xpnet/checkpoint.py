@@ -5,10 +5,18 @@ model too), optimizer state, the history, callback state, the position inside th
 epoch and the run's settings. A resume refuses a checkpoint from another run
 (architecture, classes, input scaling, data shape, batch size, seed, optimizer) and,
 unless allowed, other optimizer settings or another number of data-parallel processes.
+
+One live run writes a checkpoint path at a time (:class:`CheckpointLock`): a second run
+naming the same file, however spelled, is refused before it trains, instead of the two
+overwriting each other's progress.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +37,11 @@ from .io import (
     save_arrays,
 )
 from .model import MLP
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; see CheckpointLock
+    fcntl = None
 
 
 @dataclass
@@ -165,3 +178,169 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     if changed:
         history.changes.append({"epoch": epoch + 1, "step": step, "changed": changed})
     return history, Position(epoch, step, losses if step else None, correct)
+
+
+class CheckpointLock:
+    """While held, no other run may write checkpoints to ``path``: the ``with`` block around a
+    run that writes them (:func:`xpnet.fit` holds one from its checks to its return or raise).
+
+    A second lock on the same file, from another process or from this one, raises a
+    ``ValueError`` naming the path and the holder's pid, however the path is spelled:
+
+    - beside the directory entry each write replaces (the directory resolved, the last name
+      kept: the rename replaces a symlink there, it does not follow it), a sidecar
+      ``.NAME.lock`` carries an exclusive ``flock`` and the holder's pid and host; so
+      ``ck.npz``, ``./ck.npz``, an absolute path and a path through a symlinked directory
+      all meet on one lock file;
+    - a path that is a symlink also locks the sidecar beside the file it leads to;
+    - the checkpoint file itself, when it exists, is locked too, so a hard link to it (same
+      inode, another name) is refused; after each write, :meth:`moved` locks the new file.
+
+    The locks are advisory and belong to this process's open files: the OS releases them if
+    the process dies, so a killed run never blocks the next (its sidecar stays behind, empty
+    of meaning, and the next holder takes it over). :meth:`release` removes the sidecars.
+    Reading a checkpoint (``resume``) takes no lock: the writes are atomic renames, so a run
+    that resumes from a file another run is writing reads one whole checkpoint of it, and
+    goes on in its own file. On platforms without ``fcntl`` (Windows) nothing is locked.
+    """
+
+    def __init__(self, path, name: str = "checkpoint"):
+        self.path, self.name = os.fspath(path), name
+        self._sidecars: list[tuple[str, int]] = []  # (lock file, descriptor holding its flock)
+        self._file: int | None = None  # descriptor holding the flock on the checkpoint file itself
+
+    def __enter__(self) -> CheckpointLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+    def acquire(self) -> None:
+        """Take the locks; ValueError naming the path and the holder if another run has them."""
+        if fcntl is None:
+            # Windows has no flock; msvcrt.locking locks byte ranges that others cannot even read
+            # (no pid to report) and forbids unlinking a file held open. Two runs there are not
+            # told apart: the check is a safeguard, the atomic writes still keep each file whole.
+            return
+        # the entry each write replaces; realpath, not abspath, resolves "..": "link/../ck.npz"
+        # is beside where "link" leads, as the kernel resolves it
+        parent, base = os.path.split(self.path.rstrip(os.sep) or self.path)
+        target = os.path.join(os.path.realpath(parent or os.curdir), base)
+        real = os.path.realpath(self.path)  # where the path leads now, through a symlink
+        try:
+            self._lock_sidecar(target, required=True)
+            if real != target:
+                self._lock_sidecar(real, required=False, leads_to=real)
+            self._file = self._lock_file(refuse=True)
+        except BaseException:
+            self.release()
+            raise
+
+    def moved(self) -> None:
+        """After a write renamed a new file into place: lock it, and let the replaced one go."""
+        if self._sidecars:
+            fd = self._lock_file(refuse=False)
+            if fd is not None:
+                if self._file is not None:
+                    os.close(self._file)
+                self._file = fd
+
+    def release(self) -> None:
+        """Drop the locks and remove the sidecars (each removed while still locked: a run that
+        opened it meanwhile finds, once it has the lock, that the path names no longer it, and retries)."""
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+        while self._sidecars:
+            lock_path, fd = self._sidecars.pop()
+            try:
+                with contextlib.suppress(OSError):
+                    if _same_inode(os.fstat(fd), lock_path):
+                        os.unlink(lock_path)
+            finally:
+                os.close(fd)
+
+    def _refusal(self, holder: str, why: str = "") -> ValueError:
+        return ValueError(f"{self.name}={self.path!r} is in use by {holder}{why}: two runs writing one checkpoint "
+                          "overwrite each other's progress; choose another checkpoint path or wait for it to finish")
+
+    def _lock_sidecar(self, checkpoint: str, required: bool, leads_to: str | None = None) -> None:
+        """Lock ``.NAME.lock`` beside ``checkpoint`` and record this process in it."""
+        directory, base = os.path.split(checkpoint)
+        lock_path = os.path.join(directory, f".{base}.lock")
+        while True:  # again only when a finishing holder removed the file between our open and our lock
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except OSError as exc:
+                if not required:  # e.g. a symlink into a read-only directory: no run writes there
+                    return
+                raise ValueError(f"{self.name}={self.path!r} cannot be locked against other runs: "
+                                 f"{lock_path!r} cannot be created ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                why = f", which writes {leads_to!r}, where this path leads" if leads_to else ""
+                raise self._refusal(holder, why) from None
+            except OSError:  # a file system without locks (ENOLCK, EOPNOTSUPP): no check possible there
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(lock_path)
+                return
+            if _same_inode(os.fstat(fd), lock_path):
+                break
+            os.close(fd)
+        self._sidecars.append((lock_path, fd))
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:  # the lock holds without the record; a refused run then names no pid
+            pass
+
+    def _lock_file(self, refuse: bool) -> int | None:
+        """A descriptor holding the flock on the checkpoint file (``None`` if there is none, or
+        it cannot be locked); with ``refuse``, another holder is a ValueError (a hard link)."""
+        try:  # non-blocking: a FIFO given as the path must not hang the open
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:  # not there yet, or not readable: only the sidecar guards it
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError("not a regular file")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if refuse:
+                raise self._refusal("another running xpnet", ", which writes this same file under another name "
+                                    "(a hard link)") from None
+            return None
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+
+def _same_inode(st: os.stat_result, path: str) -> bool:
+    """Whether ``path`` (not followed) still names the file ``st`` describes."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _holder(fd: int) -> str:
+    """Who holds a sidecar lock, from the pid and host it recorded: for a refusal's message."""
+    try:
+        pid, host = os.pread(fd, 512, 0).decode("utf-8", "replace").split()[:2]
+        pid = int(pid)
+    except (OSError, ValueError):  # not recorded yet (the holder is between its lock and its write)
+        return "another running xpnet"
+    if host != socket.gethostname():
+        return f"another running xpnet (pid {pid} on {host})"
+    if pid == os.getpid():
+        return f"another run in this process (pid {pid})"
+    return f"another running xpnet (pid {pid})"

@@ -11,6 +11,7 @@ handled between steps, and divergence reported with its epoch and step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .backend import NO_BUFFERS, Buffers, to_numpy
-from .checkpoint import Position, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
 from .history import History
 from .io import check_writable
@@ -332,7 +333,10 @@ def fit(
             ``out=`` (NumPy); ``False`` allocates afresh every step (the plain path,
             same results).
         checkpoint: write a checkpoint here (atomically) every ``checkpoint_every``
-            epochs, after the last one, and when interrupted.
+            epochs, after the last one, and when interrupted. The run holds the path for
+            itself until ``fit`` returns or raises: another run that names the same file
+            (however spelled: symlinks, hard links) is refused with a ``ValueError``
+            naming the holder's pid (:class:`~xpnet.checkpoint.CheckpointLock`).
         checkpoint_every: epochs between checkpoints.
         resume: continue from this checkpoint. The architecture, data shape, batch
             size, seed and optimizer type must match the checkpoint's; the result is
@@ -379,12 +383,16 @@ def fit(
             raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
         if checkpoint is not None:
             check_writable(checkpoint, "checkpoint")
+        # one live run per checkpoint file: the writer (rank 0) locks it before any work, until
+        # fit returns or raises; a refusal here is a setup error, which every rank raises
+        lock = CheckpointLock(checkpoint) if checkpoint is not None and comm.rank == 0 else None
 
         try:
-            with model.backend.activate():  # the model's GPU is current for the whole run (a no-op off CuPy)
+            # the model's GPU is current for the whole run (a no-op off CuPy)
+            with lock or contextlib.nullcontext(), model.backend.activate():
                 return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
                             callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes,
-                            comm)
+                            comm, lock)
         except Exception as exc:
             if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
                 raise
@@ -397,7 +405,7 @@ def fit(
 
 
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm) -> History:
+         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm, lock) -> History:
     """The body of :func:`fit`, after its arguments are checked."""
     from .validate import as_array
 
@@ -433,6 +441,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     def save(position: Position) -> None:
         if comm.rank == 0:
             save_checkpoint(checkpoint, model, optimizer, history, asdict(position), callbacks, run_info)
+            lock.moved()  # the path names a new file now: a hard link made to it is refused too
         comm.barrier()  # no rank goes on (or exits) before the file is in place
 
     comm.agree()  # every rank's setup went well, or every rank raises here
