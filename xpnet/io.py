@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -85,36 +88,179 @@ def save_arrays(path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
 # What np.load can raise on a damaged or hostile .npz (with allow_pickle=False)
 NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError)
 
+# The arrays a model file or checkpoint may hold (each stored as NAME.npy); load_arrays reads both
+MODEL_MEMBERS = re.compile(r"metadata|(param\.)?[Wb][0-9]+|(scale|target)\.(shift|factor)"
+                           r"|opt\.[A-Za-z_][A-Za-z0-9_]*\.[0-9]+|cb\.[0-9]+\.[0-9]+|position\.losses")
+MODEL_MEMBERS_TEXT = ("metadata, W<k>, b<k>, scale.shift, scale.factor, target.shift, target.factor and, in a checkpoint, "
+                      "param.W<k>, param.b<k>, opt.<name>.<i>, cb.<k>.<i>, position.losses")
+# A model's metadata is a few kB; a checkpoint's history grows by 80 to 160 bytes an epoch, so
+# 64 MiB holds 400,000 epochs and still bounds what json.loads is handed
+METADATA_LIMIT = 64 * 2**20
+METADATA_DEPTH = 64  # levels of lists and objects; xpnet's own metadata nests about 6 (a checkpoint's changes)
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+            zipfile.ZIP_LZMA: "lzma"}
 
-def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz``, never unpickling; any failure is a ValueError naming ``what``."""
+
+class _Refused(ValueError):
+    """A refusal already worded for the user: :func:`read_npz` passes it on unchanged."""
+
+
+def read_npz(path: Path, what: str, *, names: re.Pattern[str] | None = None, described: str = "",
+             read: Collection[str] | None = None, stored: bool = False,
+             limits: dict[str, int] | None = None) -> dict[str, np.ndarray | None]:
+    """Arrays of an ``.npz`` by name, never unpickling; any failure is a ValueError naming ``what``.
+
+    The zip directory is checked before any member is decompressed, so that a small file cannot
+    make this inflate gigabytes: member names are unique and, with ``names``, each is ``NAME.npy``
+    with ``NAME`` matching it (``described`` says which names in the message); the members'
+    stored bytes fit in the file. Only the arrays named in ``read`` are read (all with None;
+    the others are listed with the value None, never decompressed), each stored or deflated
+    (``stored``: stored uncompressed only, as np.savez writes), its declared size within
+    ``limits`` (array name -> bytes), all together within the host's available memory, and its
+    .npy header's shape and dtype within that size before the array is allocated. Python's
+    zipfile never inflates more than a member's declared size, and a member longer than it
+    declares fails its CRC.
+    """
     try:
         # our own file handle: np.load(path) leaks its handle when the zip is malformed
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        with open(path, "rb") as f, zipfile.ZipFile(f) as zf:
+            chosen = _checked_members(zf, os.fstat(f.fileno()).st_size, what, names, described, read, stored,
+                                      limits or {})
+            listed = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
+            return {name: _read_member(zf, chosen[name], what) if name in chosen else None for name in listed}
+    except _Refused:
+        raise
     except NPZ_ERRORS as exc:
         raise ValueError(f"{what} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
 
 
+def _checked_members(zf: zipfile.ZipFile, file_bytes: int, what: str, names, described: str, read, stored: bool,
+                     limits: dict[str, int]) -> dict[str, zipfile.ZipInfo]:
+    """The members :func:`read_npz` is to read, by array name, once the zip directory says that is safe."""
+    infos = zf.infolist()
+    seen = set()
+    for info in infos:
+        if info.filename in seen:
+            raise _Refused(f"{what} holds member {info.filename!r} twice: expected each array once")
+        seen.add(info.filename)
+        if names is not None and not (info.filename.endswith(".npy") and names.fullmatch(info.filename[:-4])):
+            raise _Refused(f"{what} holds member {info.filename!r}, which this format does not: expected {described}")
+    packed = sum(info.compress_size for info in infos)
+    if packed > file_bytes:  # members that overlap, or sizes that lie
+        raise _Refused(f"{what} has a zip directory declaring {packed:,} bytes of members in a file of "
+                       f"{file_bytes:,} bytes: expected members that fit in the file")
+    chosen = {}
+    for info in infos:
+        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        if read is not None and (name not in read or not info.filename.endswith(".npy")):
+            continue  # never decompressed
+        member = f"{what} member {info.filename!r}"
+        if info.flag_bits & 0x1:
+            raise _Refused(f"{member} is encrypted: expected plain members, as np.savez writes")
+        if info.compress_type != zipfile.ZIP_STORED and (stored or info.compress_type != zipfile.ZIP_DEFLATED):
+            # zipfile inflates bzip2 and lzma a whole read at a time, without a bound on the output
+            method = _METHODS.get(info.compress_type, f"method {info.compress_type}")
+            expected = ("stored uncompressed, as xpnet writes it" if stored
+                        else "stored or deflated, as np.savez and np.savez_compressed write")
+            raise _Refused(f"{member} is compressed ({method}, {info.file_size:,} bytes declared): expected {expected}")
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise _Refused(f"{member} is stored uncompressed but declares {info.file_size:,} bytes in "
+                           f"{info.compress_size:,}: expected equal sizes")
+        limit = limits.get(name)
+        if limit is not None and info.file_size > limit:
+            raise _Refused(f"{member} declares {info.file_size:,} bytes: expected at most {limit:,} ({_size(limit)})")
+        chosen[name] = info
+    total, available = sum(info.file_size for info in chosen.values()), _host_memory()
+    if available is not None and total > available:
+        listed = ", ".join(repr(info.filename) for info in chosen.values())
+        raise _Refused(f"{what} members {listed} declare {_size(total)} uncompressed: expected at most the "
+                       f"{_size(available)} of memory available")
+    return chosen
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> np.ndarray:
+    """One member's array; its .npy header is checked against the member's size before the array is allocated."""
+    fmt = np.lib.format
+    with zf.open(info) as fp:
+        version = fmt.read_magic(fp)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"member {info.filename!r} has .npy format version {version}: expected 1.0 to 3.0")
+        # 3.0 differs from 2.0 only in the header's text encoding (UTF-8): the shape and dtype read the same
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fp)
+        if dtype.hasobject:
+            raise ValueError(f"member {info.filename!r} holds Python objects (pickled), which are never loaded")
+        need, room = math.prod(shape) * dtype.itemsize, info.file_size - fp.tell()
+        if need > room:
+            raise _Refused(f"{what} member {info.filename!r} has a .npy header for shape {shape} of {dtype} "
+                           f"({need:,} bytes) but declares {room:,} bytes of data: expected the two to agree")
+    with zf.open(info) as fp:
+        return fmt.read_array(fp, allow_pickle=False)
+
+
+def _host_memory() -> int | None:
+    """Bytes the host can still give (Linux's MemAvailable, else its physical memory), or None if unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n: int) -> str:
+    """``n`` bytes in words: ``'512 bytes'``, ``'200.0 MiB'``, ``'1.5 GiB'``."""
+    if n < 2**20:
+        return f"{n:,} bytes"
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def _nesting(value: Any, limit: int) -> int:
+    """How many levels of lists and objects nest in parsed JSON ``value`` (0 for a scalar), without
+    recursion; counting stops once past ``limit``."""
+    deepest, todo = 0, [(value, 1)]
+    while todo and deepest <= limit:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read an ``.npz`` written by :func:`save_arrays`; ``ValueError`` if it is not one."""
+    """Read an ``.npz`` written by :func:`save_arrays`; ``ValueError`` if it is not one.
+
+    Model files and checkpoints alike: the zip directory must name only their arrays
+    (:data:`MODEL_MEMBERS`), stored uncompressed as np.savez writes them, so that reading costs
+    no more memory than the file's size, with at most :data:`METADATA_LIMIT` bytes of metadata
+    nested at most :data:`METADATA_DEPTH` levels deep.
+    """
     path = Path(path)
+    where = f"path={str(path)!r}"
     if path.is_dir():
-        raise ValueError(f"path={str(path)!r} is a directory: expected an xpnet .npz file")
+        raise ValueError(f"{where} is a directory: expected an xpnet .npz file")
     if not path.exists():
-        raise ValueError(f"path={str(path)!r} does not exist: expected an xpnet .npz file")
-    arrays = read_npz(path, f"path={str(path)!r}")
+        raise ValueError(f"{where} does not exist: expected an xpnet .npz file")
+    arrays = read_npz(path, where, names=MODEL_MEMBERS, described=MODEL_MEMBERS_TEXT, stored=True,
+                      limits={"metadata": METADATA_LIMIT})
     if "metadata" not in arrays:
-        raise ValueError(f"path={str(path)!r} has no metadata: not an xpnet file")
+        raise ValueError(f"{where} has no metadata: not an xpnet file")
     blob = arrays.pop("metadata")
     if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise ValueError(f"path={str(path)!r} has malformed metadata (dtype {blob.dtype}, shape {blob.shape})")
+        raise ValueError(f"{where} has malformed metadata (dtype {blob.dtype}, shape {blob.shape})")
     try:
         metadata = json.loads(blob.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"path={str(path)!r} has metadata that is not JSON ({exc})") from None
+        raise ValueError(f"{where} has metadata that is not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{where} has metadata nested too deeply to parse: expected at most {METADATA_DEPTH} "
+                         "levels of lists and objects") from None
+    if _nesting(metadata, METADATA_DEPTH) > METADATA_DEPTH:  # later code compares and copies it recursively
+        raise ValueError(f"{where} has metadata nested more than {METADATA_DEPTH} levels deep: expected at most "
+                         f"{METADATA_DEPTH} levels of lists and objects")
     if not isinstance(metadata, dict):
-        raise ValueError(f"path={str(path)!r} has metadata that is not a JSON object")
+        raise ValueError(f"{where} has metadata that is not a JSON object")
     return arrays, metadata
 
 
