@@ -95,7 +95,7 @@ def test_load_npz_and_csv(host_backend, tmp_path):
 
 
 @pytest.mark.parametrize("name,content,message", [
-    ("a.txt", "1,2", "suffix '.txt': expected .npz or .csv"),
+    ("a.txt", "1,2", r"suffix '.txt': expected .npz, .csv or .tsv \(or - for a .csv on standard input\)"),
     ("e.csv", "", "is empty"),
     ("h.csv", "a,b\n", "header but no data rows"),
     ("r.csv", "1,2,3\n4,5\n", r"rows of \[2, 3\] columns"),

@@ -108,3 +108,22 @@ def test_mutated_valid_files(host_backend, valid_files, kind, data_, tmp_path):
 def test_truncated_valid_files(host_backend, valid_files, kind, cut, tmp_path):
     blob = valid_files[kind]
     _check(kind, blob[: int(len(blob) * cut)], tmp_path)
+
+
+# Cases the fuzzing found, kept as fixed examples (CI draws derandomized examples: see conftest.py).
+FOUND = {
+    # test_mutated_valid_files[strict-device1-csv]: a label too large for int64 made the cast to
+    # int64 warn (an error under filterwarnings) and come back as -9223372036854775808
+    "label beyond int64": (b"a,b,label\n0.5,0.25,0\n0.75,0.5,9e99\n1,1,1\n", 9e99),
+    "label beyond 2**53": (b"a,b,label\n0.5,0.25,0\n0.75,0.5,18446744073709551616\n1,1,1\n", 2.0**64),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_cases(case, tmp_path):
+    path = tmp_path / "found.csv"
+    blob, label = FOUND[case]
+    path.write_bytes(blob)
+    _, y = data.load_file(path)
+    assert y.dtype == np.float64  # whole numbers beyond +-2**53 are not turned into (wrong) integers
+    assert y.tolist() == [0.0, label, 1.0]

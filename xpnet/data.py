@@ -201,62 +201,118 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, data_dir=
 
 # ------------------------------------------------------------------ user files
 def load_file(path, label_column: int | str | None = -1, delimiter: str | None = None,
-              notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+              notes: list[str] | None = None, identity: dict | None = None,
+              name: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or a ``.csv`` with one label column.
 
     Args:
-        path: a ``.npz`` or ``.csv`` file.
+        path: a ``.npz``, ``.csv`` or ``.tsv`` (a ``.csv`` separated by tabs) file; a named pipe
+            or other stream with such a name; or ``"-"``, a ``.csv`` read from standard input.
+            A stream is read once, into a temporary copy that is gone when this returns.
         label_column: for a ``.csv``, the label's column: an int index (negative counts from the
             end; default -1, the last) or a header name (str); ``None`` reads every column as a
             feature and returns ``y = None``. An unnamed leading index column is dropped first,
             so indices count the remaining columns.
         delimiter: for a ``.csv``, ``None`` detects ``,`` ``;`` tab or runs of spaces from the
-            first lines; or one character (``" "`` for runs of whitespace). With ``;`` a decimal
-            comma (``1,5``) is read as ``1.5``.
+            first lines (a ``.tsv``: tab); or one character (``" "`` for runs of whitespace).
+            With ``;`` a decimal comma (``1,5``) is read as ``1.5``.
         notes: when a list, one short sentence is appended for each thing done without being
             asked (BOM removed, header found, index column dropped, delimiter detected, X
             flattened, one-hot y turned into labels); the library never prints.
+        identity: when a dict, filled with what identifies the bytes read: ``file`` (the name),
+            ``bytes`` and ``sha256`` (of a stream, taken as it is read).
+        name: what messages call the file (default ``path``): the name a user gave for a
+            stream that :func:`regular_file` has copied.
 
     Returns:
         ``(X, y)``: ``X`` is ``(m, n)``, float64 from a ``.csv``, as stored in an ``.npz`` (images
         ``(m, a, b, ...)`` flattened to ``(m, a*b*...)``). ``y`` is ``(m,)``: int64 when every
-        label is a whole number, float64 for real-valued targets, a str array when a ``.csv``'s
-        labels are text, the class index of a one-hot ``(m, k)`` ``y`` in an ``.npz``, any other
-        ``y`` as stored; ``None`` for an ``.npz`` without ``y`` or when ``label_column`` is ``None``.
+        label is a whole number within +-2**53 (where float64 holds every integer exactly),
+        float64 for other real-valued targets, a str array when a ``.csv``'s labels are text,
+        the class index of a one-hot ``(m, k)`` ``y`` in an ``.npz``, any other ``y`` as stored;
+        ``None`` for an ``.npz`` without ``y`` or when ``label_column`` is ``None``.
 
     Raises:
         ValueError: the file is missing or malformed; a ``.csv`` error names the 1-based line
             and its text, as ``--data 'd.csv' line 7: '3,x' is not comma-separated numbers``.
     """
-    p = Path(path)
     notes = [] if notes is None else notes  # a list nobody reads, when the caller wants none
-    if p.is_dir():
-        raise ValueError(f"--data {str(p)!r} is a directory: expected a .npz or .csv file")
-    if not p.exists():
-        raise ValueError(f"--data {str(p)!r} does not exist: expected a .npz or .csv file")
+    shown = name or str(path)  # what messages call the file
+    p = Path(path)
+    if str(path) != "-":
+        if p.is_dir():
+            raise ValueError(f"--data {shown!r} is a directory: expected a .npz, .csv or .tsv file")
+        if not p.exists():
+            raise ValueError(f"--data {shown!r} does not exist: expected a .npz, .csv or .tsv file")
     if label_column is not None and (isinstance(label_column, bool) or not isinstance(label_column, (int, np.integer, str))):
         raise ValueError(f"--label-column {label_column!r} is not valid: expected a column index (int) or a header name (str)")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"#\r\n.0123456789+-"):
         raise ValueError(f"--delimiter {delimiter!r} is not valid: expected one character such as ',' ';' or a tab "
                          "(' ' for runs of spaces), or none to detect it")
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        X, y = _load_npz(p, notes)
-    elif suffix == ".csv":
-        X, y = _load_csv(p, label_column, delimiter, notes)
-    else:
-        raise ValueError(f"--data {str(p)!r} has suffix {suffix!r}: expected .npz or .csv")
-    if y is not None and y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
+    suffix = ".csv" if str(path) == "-" else p.suffix.lower()
+    if suffix not in (".npz", ".csv", ".tsv"):
+        raise ValueError(f"--data {shown!r} has suffix {suffix!r}: expected .npz, .csv or .tsv (or - for a .csv "
+                         "on standard input)")
+    with regular_file(path, identity) as regular:
+        if suffix == ".npz":
+            X, y = _load_npz(regular, notes, shown)
+        else:
+            X, y = _load_csv(regular, label_column, "\t" if delimiter is None and suffix == ".tsv" else delimiter,
+                             notes, shown)
+    if y is not None and y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+            and (y.size == 0 or np.max(np.abs(y)) <= EXACT_INTEGERS):
+        y = y.astype(np.int64)  # within +-2**53 every whole float64 is the integer the file wrote
     return X, y
 
 
-def _load_npz(p: Path, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``X`` (m, n), images flattened, and ``y`` as stored, one-hot turned into class indices."""
+EXACT_INTEGERS = 2**53  # float64 holds every integer up to this magnitude exactly, and no more
+
+
+@contextlib.contextmanager
+def regular_file(path, identity: dict | None = None):
+    """Yield a path to read as often as the readers need: ``path`` itself when it is a regular
+    file, else (``"-"`` for standard input, a named pipe) a temporary copy of the stream, read
+    once, with the same file name (``stdin.csv`` for ``-``) and gone on exit. ``identity``, when
+    a dict, gets ``file``, ``bytes`` and ``sha256``."""
+    shown = str(path)
+    p = Path(shown)
+    if shown != "-" and (p.is_file() or p.is_dir() or not p.exists()):  # the last two: the reader says what is wrong
+        if identity is not None and p.is_file():
+            digest = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            identity.update(file=p.name, bytes=p.stat().st_size, sha256=digest.hexdigest())
+        yield p
+        return
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="xpnet-stream-") as directory:
+        copy = Path(directory) / ("stdin.csv" if shown == "-" else p.name)
+        digest, size = hashlib.sha256(), 0
+        if shown == "-" and sys.stdin is None:
+            raise ValueError("--data - reads standard input, but this process has none")
+        try:
+            with (contextlib.nullcontext(sys.stdin.buffer) if shown == "-" else open(p, "rb")) as source, \
+                    open(copy, "wb") as out:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(block)
+                    size += len(block)
+                    out.write(block)
+        except OSError as exc:
+            raise ValueError(f"--data {shown!r} cannot be read ({exc.strerror or exc})") from None
+        if identity is not None:
+            identity.update(file="stdin" if shown == "-" else p.name, bytes=size, sha256=digest.hexdigest())
+        yield copy
+
+
+def _load_npz(p: Path, notes: list[str], shown: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``X`` (m, n), images flattened, and ``y`` as stored, one-hot turned into class indices;
+    ``shown``: the name messages give the file (default ``p``)."""
     from .io import read_npz
 
-    what = f"--data {str(p)!r}"
-    arrays = read_npz(p, what)
+    what = f"--data {shown or str(p)!r}"
+    arrays = read_npz(p, what, read=("X", "y"))  # other arrays are never decompressed
     if "X" not in arrays:
         raise ValueError(f"{what} has arrays {sorted(arrays)}: expected 'X' (and 'y')")
     X = arrays["X"]
@@ -338,6 +394,11 @@ def _is_number(field: str, decimal_comma: bool) -> bool:
     return _NUMBER.fullmatch(field.replace(",", ".") if decimal_comma else field) is not None
 
 
+def _names_columns(fields: list[str]) -> bool:
+    """Whether a line's fields are ``0, 1, ..., n-1``: pandas' names for unnamed columns."""
+    return [v.strip() for v in fields] == [str(j) for j in range(len(fields))]
+
+
 def _guess_delimiter(bodies: list[str]) -> str:
     """The delimiter that splits every sampled line below the first (a header may be one name
     short) into the same number (2+) of fields, and the first into 2+.
@@ -386,6 +447,9 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     header = not any(kinds[0]) or (len(rows) > 1 and any(
         not kinds[0][j] and all(len(k) > j and k[j] for k in kinds[1:]) for j in range(n0)))
     header = header or (isinstance(label_column, str) and not all(kinds[0]))
+    # pandas names unnamed columns 0..n-1: DataFrame(array).to_csv(index=False) writes "0,1,2,3,4"
+    # above the data, a first line that is numbers and yet a header.
+    header = header or (n0 >= 2 and _names_columns(rows[0]) and not any(_names_columns(row) for row in rows[1:]))
     names = [v.strip() for v in rows[0]] if header else None
     data = slice(1, None) if header else slice(None)
     if header and len(rows) == 1:
@@ -410,31 +474,34 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     return _CsvFormat(d, decimal_comma, sample[0][0] if header else 0, first_line, first_row, n, index, names)
 
 
-def _label_index(p: Path, fmt: _CsvFormat, label_column) -> int | None:
+def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
     """The label's position among the columns kept (index column dropped), or None."""
     n = fmt.n_fields - fmt.index
     if label_column is None:
         return None
     if isinstance(label_column, str):
         if fmt.names is None:
-            raise ValueError(f"--label-column {label_column!r} names a column, but {str(p)!r} has no header row: "
+            raise ValueError(f"--label-column {label_column!r} names a column, but {shown!r} has no header row: "
                              "give its index instead (-1 is the last column)")
         if label_column not in fmt.names:
-            shown = ", ".join(repr(v) for v in fmt.names[:12]) + (", ..." if len(fmt.names) > 12 else "")
-            raise ValueError(f"--label-column {label_column!r} is not a column of {str(p)!r}: its header has {shown}")
+            names = ", ".join(repr(v) for v in fmt.names[:12]) + (", ..." if len(fmt.names) > 12 else "")
+            raise ValueError(f"--label-column {label_column!r} is not a column of {shown!r}: its header has {names}")
     if n < 2 or not (isinstance(label_column, str) or -n <= label_column < n):  # the label and 1+ features
         sep = _SEPARATORS.get(fmt.delimiter, repr(fmt.delimiter))
         hint = f" (no {sep} in line {fmt.first_line}: is that the delimiter?)" if n == 1 else ""
-        shown = repr(label_column) if isinstance(label_column, str) else int(label_column)
-        raise ValueError(f"--label-column {shown} is out of range for {n} columns in {str(p)!r}{hint}")
+        column = repr(label_column) if isinstance(label_column, str) else int(label_column)
+        raise ValueError(f"--label-column {column} is out of range for {n} columns in {shown!r}{hint}")
     return fmt.names.index(label_column) if isinstance(label_column, str) else int(label_column) % n
 
 
-def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Sniff the format from the first lines, then let np.loadtxt (C) read the bulk."""
-    what = f"--data {str(p)!r}"
+def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
+              shown: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sniff the format from the first lines, then let np.loadtxt (C) read the bulk; ``shown``:
+    the name messages give the file (default ``p``)."""
+    shown = shown or str(p)
+    what = f"--data {shown!r}"
     fmt = _sniff_csv(p, what, label_column, delimiter, notes)
-    col = _label_index(p, fmt, label_column)
+    col = _label_index(shown, fmt, label_column)
     if col is not None and not _is_number(fmt.first_row[fmt.index + col], fmt.decimal_comma):
         # Text labels ("setosa"): the features as numbers, then the label column as strings.
         name = repr(fmt.names[col]) if fmt.names else str(col + 1)
