@@ -124,6 +124,11 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
                else f"it scales inputs by {kinds[0]}, this run by {kinds[1]}")
         raise ValueError(f"{where} was written with another input scaling ({why}): resume with the same data and "
                          "--scale, or with --init-from the model the run started from")
+    target = checked_scaler(arrays, meta["model"].get("target_scale"), config["sizes"][-1], where, "target")
+    if target != model.target_scaler and not (target is None and model.target_scaler is None):
+        raise ValueError(f"{where} was written with another target scaling ({getattr(target, 'kind', 'none')}, "
+                         f"this run {getattr(model.target_scaler, 'kind', 'none')}, or fitted on other rows): "
+                         "resume with the same data and settings")
     for key in RESUME_KEYS:
         if saved_run.get(key) != run.get(key):
             raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .activations import HIDDEN, OUTPUTS
-from .data import DATASETS
+from .data import DATASETS, EXACT_INTEGERS
 from .io import check_writable
 from .losses import LOSSES
 from .model import DTYPES, INITS
@@ -53,11 +53,12 @@ class TrainConfig:
     hidden: tuple[int, ...] = (1, 2, 4, 10, 20, 50)  # sweep: one net per hidden width
     activation: str = "relu"
     output: str = "softmax"
+    task: str = "auto"  # auto | classification | regression (see _choose_task)
     loss: str | None = None  # None: the one matching --output
     init: str | None = None  # None: he for relu-like, xavier otherwise
     # The defaults reach ~95.5% test accuracy on the bundled digits in ~3 s on 2 cores.
     optimizer: str = "nesterov"  # sgd | momentum | nesterov | adam
-    lr: float | None = None  # None: 1e-3 for adam, 0.1 for the SGD family
+    lr: float | None = None  # None: 1e-3 for adam, 0.1 for the SGD family (0.01 with an identity output)
     momentum: float = 0.9  # for momentum and nesterov
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # constant | step | cosine
@@ -264,11 +265,18 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
     p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: {d.device})")
     _add_data_flags(p)
     p.add_argument("--activation", choices=HIDDEN, help=f"hidden activation (default: {d.activation})")
-    p.add_argument("--output", choices=OUTPUTS, help=f"output activation (default: {d.output})")
+    p.add_argument("--output", choices=OUTPUTS, help=f"output activation (default: {d.output}; identity with --task regression)")
+    p.add_argument("--task", choices=TASKS,
+                   help="what the labels are: classification (one output per class) or regression (one "
+                        "--output identity unit, targets standardized for training and outputs in their own "
+                        "units); auto: text and integer labels are classes, other numbers regression targets, and "
+                        f"many distinct integers (over {MANY_CLASSES}, under {ROWS_PER_CLASS} rows each) are "
+                        "refused as ambiguous (default: auto)")
     p.add_argument("--loss", choices=tuple(LOSSES), help="loss (default: the one matching --output)")
     p.add_argument("--init", choices=tuple(INITS), help="weight init (default: he for relu-like, else xavier)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], help=f"(default: {d.optimizer})")
-    p.add_argument("--lr", type=_number(float, 0), help="learning rate (default: 1e-3 for adam, 0.1 for the sgd family)")
+    p.add_argument("--lr", type=_number(float, 0),
+                   help="learning rate (default: 1e-3 for adam, 0.1 for the sgd family, 0.01 with --output identity)")
     p.add_argument("--momentum", type=_number(float, 0, 1, low_open=False),
                    help=f"for --optimizer momentum|nesterov (default: {d.momentum})")
     p.add_argument("--weight-decay", type=_number(float, 0, low_open=False), help=f"(default: {d.weight_decay})")
@@ -278,8 +286,9 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
     p.add_argument("--epochs", type=_number(int, 0), help=f"(default: {d.epochs})")
     p.add_argument("--val-fraction", type=_number(float, 0, 1, low_open=False),
                    help=f"share of the training set held out for per-epoch validation (default: {d.val_fraction})")
-    p.add_argument("--test-fraction", type=_number(float, 0, 1),
-                   help=f"held-out share for generated data and --data (default: {d.test_fraction})")
+    p.add_argument("--test-fraction", type=_number(float, 0, 1, low_open=False),
+                   help=f"held-out share for generated data and --data; 0 trains on every row, without a test "
+                        f"score (default: {d.test_fraction})")
     p.add_argument("--dtype", choices=DTYPES, help=f"(default: {d.dtype})")
     p.add_argument("--scale", choices=SCALE_CHOICES,
                    help="input scaling fitted on the training rows and saved with the model: auto leaves data in "
@@ -405,7 +414,9 @@ def _make_optimizer(cfg: TrainConfig):
     if cfg.optimizer == "adam":
         return Adam(lr=cfg.lr or 1e-3, weight_decay=cfg.weight_decay, schedule=cfg.schedule)
     momentum = cfg.momentum if cfg.optimizer in ("momentum", "nesterov") else 0.0
-    return SGD(lr=cfg.lr or 0.1, momentum=momentum, nesterov=cfg.optimizer == "nesterov",
+    # An identity output's squared error has an unbounded gradient, unlike cross-entropy's: at 0.1
+    # with momentum 0.9 a regression on standardized targets overshoots and its ReLUs die.
+    return SGD(lr=cfg.lr or (0.01 if cfg.output == "identity" else 0.1), momentum=momentum, nesterov=cfg.optimizer == "nesterov",
                weight_decay=cfg.weight_decay, schedule=cfg.schedule)
 
 
@@ -416,29 +427,20 @@ def _notes(notes: list[str], quiet: bool) -> None:
             print(f"xpnet: note: {note}", file=sys.stderr)
 
 
-def _read_labelled_file(path: str, label_column: int | str, delimiter: str | None = None, quiet: bool = False):
-    """``(X, y)`` of a user file, with the labels the CLI needs: one per row."""
+def _read_labelled_file(path: str, label_column: int | str, delimiter: str | None = None, quiet: bool = False,
+                        identity: dict | None = None):
+    """``(X, y)`` of a user file, with the labels the CLI needs: one per row. ``identity``, when
+    a dict, gets the file's name, size and SHA-256 (of the bytes read: a stream is read once)."""
     from .data import load_file
 
     notes: list[str] = []
-    X, y = load_file(path, label_column, delimiter, notes)
+    X, y = load_file(path, label_column, delimiter, notes, identity)
     _notes(notes, quiet)
     if y is None:
         raise UsageError(f"--data {path!r} has no labels: expected an array 'y' (or a label column in a .csv)")
     if y.ndim != 1 or len(y) != len(X):
         raise UsageError(f"--data {path!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},)")
     return X, y
-
-
-def _file_identity(path: str) -> dict:
-    """What identifies a data file: its name, size and SHA-256 (read in 1 MiB blocks)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _classes_of(y):
@@ -470,24 +472,76 @@ def _load_data(dataset: str, data: str | None, label_column: int | str, seed: in
         return d, np.arange(d.n_classes, dtype=np.int64), record
     from .validate import check_features
 
-    X, y = _read_labelled_file(data, label_column, delimiter, quiet)
+    identity: dict = {}
+    X, y = _read_labelled_file(data, label_column, delimiter, quiet, identity)
     if len(X) < 2:
         raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
     check_features(X, X.shape[1] if X.ndim == 2 else 0)  # every row, test rows too, before any work
     classes = _classes_of(y)
-    name = Path(data).name
+    name = identity["file"]
     split = _split(X, y, test_fraction, name, 0, seed)
-    record = {"source": "file", **_file_identity(data), "label_column": label_column, "delimiter": delimiter,
+    record = {"source": "file", **identity, "label_column": label_column, "delimiter": delimiter,
               "seed": seed, "test_fraction": test_fraction}
     return Dataset(*split[:4], name, 0 if classes is None else len(classes)), classes, record
 
 
-def _as_regression(cfg: TrainConfig, data, classes):
-    """With ``--output identity``, numeric labels are real targets (a regressor, one output),
-    not classes; text labels stay classes. Returns ``(data, classes)``."""
-    if cfg.output == "identity" and classes is not None and classes.dtype.kind in "iuf":
-        return data._replace(n_classes=0), None
-    return data, classes
+TASKS = ("auto", "classification", "regression")
+MANY_CLASSES = 20  # --task auto: more distinct integer labels than this, with
+ROWS_PER_CLASS = 10  # fewer rows than this per distinct value on average, look like a quantity
+
+
+def _given(args: argparse.Namespace) -> set[str]:
+    """The settings a user chose: flags on the command line and those of a --preset."""
+    preset = getattr(args, "preset", None)
+    return set(vars(args)) | (set(PRESETS[preset][1]) if preset is not None else set())
+
+
+def _choose_task(cfg: TrainConfig, data, classes, given: set[str]):
+    """Classification or regression, from ``--task``, else ``--output identity``, else the labels.
+
+    Returns ``(cfg, data, classes)``: a regression has no classes (``data.n_classes`` 0) and an
+    identity output (set here unless ``--output`` was given otherwise, which is refused).
+    Integer labels of which there are many, with few rows each (scikit-learn's diabetes
+    targets 25..346), are a quantity as often as classes: ``auto`` asks which.
+    """
+    import numpy as np
+
+    y = np.concatenate([data.y_train, data.y_test])
+    text = classes is not None and classes.dtype.kind not in "iuf"
+    whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+    task = cfg.task
+    if task == "auto":
+        if cfg.output == "identity" and not text:
+            task = "regression"
+        elif classes is None and whole:  # whole numbers too large to be exact labels (beyond +-2**53)
+            big = y[np.abs(y) > EXACT_INTEGERS][0]
+            raise UsageError(f"--data {cfg.data!r}: the labels are whole numbers, some beyond +-2**53 (such as "
+                             f"{big:g}), which float64 cannot hold exactly: write them as text to keep them as "
+                             "classes, or pass --task regression to fit them as numbers")
+        elif classes is None:
+            task = "classification" if "output" in given else "regression"
+        elif not text and len(classes) > MANY_CLASSES and len(y) < ROWS_PER_CLASS * len(classes):
+            raise UsageError(f"--data {cfg.data!r}: the labels are {len(classes)} distinct integers "
+                             f"({classes[0]}..{classes[-1]}) in {len(y)} rows, fewer than {ROWS_PER_CLASS} rows each: "
+                             "a quantity or classes? Pass --task regression to predict the number, or --task "
+                             f"classification for {len(classes)} classes")
+        else:
+            task = "classification"
+    if task == "classification":
+        if classes is None:
+            asked = "--task classification" if cfg.task == "classification" else f"--output {cfg.output}"
+            raise UsageError(f"{asked} needs class labels, but --data {cfg.data!r} has real-valued labels "
+                             f"({', '.join(f'{v:g}' for v in y[:3])}, ...): write classes as integers or text, or "
+                             "use --task regression")
+        return cfg, data, classes
+    if text:
+        raise UsageError(f"--task regression needs numbers, but the labels of {data.name} are text "
+                         f"({', '.join(map(str, classes[:3]))}, ...): use --task classification")
+    if cfg.output != "identity":
+        if "output" in given:
+            raise UsageError(f"--task regression predicts numbers with --output identity, not --output {cfg.output}")
+        cfg = dataclasses.replace(cfg, output="identity")
+    return cfg, data._replace(n_classes=0), None
 
 
 def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
@@ -740,10 +794,11 @@ def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None
         if scaler is not None and kind == "auto" and not (quiet or cfg.quiet):
             print(f"xpnet: note: features span [{float(X.min()):g}, {float(X.max()):g}]: {scaler.describe()} "
                   "on the training rows (--scale auto; --scale none keeps them as they are)", file=sys.stderr)
+        regression = cfg.output == "identity" and classes is None
         model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
                     device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
                     classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
-                    scale=scaler)
+                    scale=scaler, target_scale="standard" if regression else None)
     model.data_info = None if record is None else {**record, "val_fraction": val_fraction}
     if cfg.report == "nielsen":
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
@@ -827,7 +882,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
-    data, classes = _as_regression(cfg, data, classes)
+    cfg, data, classes = _choose_task(cfg, data, classes, _given(args))
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
     # the row counts of the validation split _train_one will make (the same seeded split, no features copied)
@@ -844,8 +899,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, history, seconds = _train_one(cfg, data, layers, classes, record, start=start, comm=comm)
     if comm is not None and comm.rank != 0:
         return 0  # every rank holds the same model and history: rank 0 reports and saves
-    test = model.evaluate(data.X_test, data.y_test)
-    regression = None if "accuracy" in test else _regression_scores(model, data.X_test, data.y_test)
+    tested = len(data.X_test) > 0  # --test-fraction 0 holds out nothing
+    test = model.evaluate(data.X_test, data.y_test) if tested else {"loss": None, "accuracy": None}
+    regression = None if not tested or "accuracy" in test else _regression_scores(model, data.X_test, data.y_test)
     # The end of a run, most valuable first: the model, then the results, then the figures
     # (optional; a failure there is reported last and never costs the model or the report).
     if cfg.save:
@@ -870,12 +926,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         "ranks": 1 if comm is None else comm.size,
         **({"allreduce_seconds": comm.allreduce_seconds} if comm is not None else {}),
     }
+    if regression is not None:
+        _warn_if_worse_than_mean(regression, "the test rows")
     if cfg.json:
         print(json.dumps(summary))
     else:  # the result lines are printed even with --quiet, which silences only progress
         if cfg.early_stopping and not cfg.quiet:
             print(_early_stopping_line(cfg, history))
-        if regression is not None:
+        if not tested:
+            print(f"no test score: --test-fraction 0 trained on every row (train loss {history.train_loss[-1]:.4f}, "
+                  f"{seconds:.1f}s)")
+        elif regression is not None:
             print(f"test {_format_regression(regression)}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         else:
             print(f"test accuracy {100 * test['accuracy']:.2f}%  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
@@ -916,6 +977,15 @@ def _regression_scores(model, X, y) -> dict:
     return regression_scores(y, to_numpy(model.forward(X)))
 
 
+def _warn_if_worse_than_mean(scores: dict, rows: str) -> None:
+    """Say so (stderr) when a regressor does worse than the constant that predicts the mean (R² < 0)."""
+    r2 = scores.get("r2")
+    if r2 is not None and r2 < 0:
+        print(f"xpnet: warning: R² {r2:.4g} on {rows}: worse than always predicting the targets' mean (R² 0); "
+              "the network has not learned them (try a smaller --lr, more --epochs, or check the data)",
+              file=sys.stderr)
+
+
 def _format_regression(scores: dict) -> str:
     r2 = "n/a (constant targets)" if scores["r2"] is None else f"{scores['r2']:.4f}"
     return f"MAE {scores['mae']:.4g}  RMSE {scores['rmse']:.4g}  R² {r2}"
@@ -925,6 +995,8 @@ def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
     from . import plot
 
     paths = [plot.history_curves(history, plot_dir / "history.png")]  # in the order drawn
+    if len(data.X_test) == 0:  # --test-fraction 0: the other figures are of the test rows
+        return paths
     if data.X_train.shape[1] == 2:
         paths.append(plot.decision_boundary(model, data.X_test, data.y_test, plot_dir / "decision_boundary.png"))
     if model.is_classifier:
@@ -945,22 +1017,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plot_dir = _plot_dir(cfg.plot)
     data, classes, record = _load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
-    data, classes = _as_regression(cfg, data, classes)
+    cfg, data, classes = _choose_task(cfg, data, classes, _given(args))
     rows, models = [], []
     if not cfg.json:
         print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
     for width in cfg.hidden:
         layers = _layers_for(cfg, data, hidden=(width,))
         model, history, seconds = _train_one(cfg, data, layers, classes, record, quiet=True)
-        train, test = model.evaluate(data.X_train, data.y_train), model.evaluate(data.X_test, data.y_test)
+        train = model.evaluate(data.X_train, data.y_train)
+        test = model.evaluate(data.X_test, data.y_test) if len(data.X_test) else {"loss": None}  # --test-fraction 0
         row = {"hidden": width, "train_accuracy": train.get("accuracy"), "test_accuracy": test.get("accuracy"),
                "test_loss": test["loss"], "seconds": seconds}
         rows.append(row)
         models.append(model)
         if not cfg.json:
             fmt = lambda a: "n/a" if a is None else f"{100 * a:.2f}%"  # noqa: E731
+            loss = "n/a" if row["test_loss"] is None else f"{row['test_loss']:.4f}"
             print(f"{width:>6}  {fmt(row['train_accuracy']):>9}  {fmt(row['test_accuracy']):>8}  "
-                  f"{row['test_loss']:>9.4f}  {seconds:>7.2f}", flush=True)
+                  f"{loss:>9}  {seconds:>7.2f}", flush=True)
     if plot_dir is not None:
         from . import plot
 
@@ -1006,18 +1080,23 @@ def _evaluation_rows(args: argparse.Namespace, model):
     if data is not None:
         label_column = getattr(args, "label_column", record.get("label_column", -1))
         delimiter = getattr(args, "delimiter", record.get("delimiter"))
-        X, y = _read_labelled_file(data, label_column, delimiter, getattr(args, "quiet", False) or getattr(args, "json", False))
-        name = Path(data).name
+        identity: dict = {}
+        X, y = _read_labelled_file(data, label_column, delimiter, getattr(args, "quiet", False) or getattr(args, "json", False),
+                                   identity)
+        name = identity["file"]
         if split in (None, "all"):
             return X, y, name, "all"
         if record.get("source") != "file":
             raise UsageError(f"--split {split} re-derives the training run's split, but {args.model!r} records no "
                              "training file (trained on a built-in data set, by the library, or by an older xpnet): "
                              "leave out --split to score every row of a held-out file")
-        if _file_identity(data)["sha256"] != record.get("sha256"):
+        if identity["sha256"] != record.get("sha256"):
             raise UsageError(f"--split {split}: --data {data!r} is not the file {args.model!r} was trained on "
                              f"({record.get('file')!r}, SHA-256 {str(record.get('sha256'))[:12]}...)")
         d = _split(X, y, record["test_fraction"], name, 0, record["seed"])
+        if split == "test" and len(d.X_test) == 0:
+            raise UsageError(f"--split test: the training run of {args.model!r} held out no test rows (--test-fraction "
+                             f"{record['test_fraction']:g}); score a held-out file, or --split train")
         return (d.X_test, d.y_test, name, "test") if split == "test" else (d.X_train, d.y_train, name, "train")
     dataset = getattr(args, "dataset", None)
     if dataset is None:
@@ -1078,6 +1157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         regression = _regression_scores(model, X, y)
         result.update({f"test_{k}": v for k, v in regression.items()})
+        _warn_if_worse_than_mean(regression, f"{name} ({'every row' if split == 'all' else f'the {split} split'})")
     if json_out:
         print(json.dumps(result))
     else:
@@ -1112,7 +1192,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .backend import to_numpy
-    from .data import load_file
+    from .data import load_file, regular_file
     from .io import atomic_write
 
     out = getattr(args, "out", None)
@@ -1126,17 +1206,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_writable(out, "--out")
     model = _saved_model(args)
     n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
-    is_csv = Path(args.data).suffix.lower() == ".csv"
-    try:
-        X, _ = load_file(args.data, label_column=None, delimiter=delimiter, notes=notes)
-        extra = X.ndim == 2 and X.shape[1] == n_in + 1
-    except ValueError:
-        if not is_csv:
-            raise  # a missing or unreadable file: its own one-line message
-        extra = True  # e.g. a text label column that cannot be read as a feature: try it as the labels
-    if extra and is_csv:  # one extra column: the labels, dropped
-        notes = []
-        X, _ = load_file(args.data, label_column=getattr(args, "label_column", -1), delimiter=delimiter, notes=notes)
+    is_csv = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv")
+    with regular_file(args.data) as path:  # a stream (--data -, a named pipe) is read once
+        try:
+            X, _ = load_file(path, label_column=None, delimiter=delimiter, notes=notes, name=args.data)
+            extra = X.ndim == 2 and X.shape[1] == n_in + 1
+        except ValueError:
+            if not is_csv:
+                raise  # a missing or unreadable file: its own one-line message
+            extra = True  # e.g. a text label column that cannot be read as a feature: try it as the labels
+        if extra and is_csv:  # one extra column: the labels, dropped
+            notes = []
+            X, _ = load_file(path, label_column=getattr(args, "label_column", -1), delimiter=delimiter, notes=notes,
+                             name=args.data)
     _notes(notes, json_out)
     if X.ndim != 2 or X.shape[1] != n_in:
         raise UsageError(f"--data {args.data!r} has shape {X.shape}: the model expects (m, {n_in}) features")
@@ -1277,7 +1359,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("backends:")
     print("  numpy (cpu): usable")
     if importlib.util.find_spec("cupy") is None:
-        print('  cupy (cuda): not installed; pip install "xpnet[cuda12]" (or [cuda13])')
+        print('  cupy (cuda): not installed; pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cuda12x[ctk]>=14")')
     else:
         try:
             import cupy

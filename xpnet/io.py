@@ -10,7 +10,9 @@ UTF-8 bytes of a JSON object stored as a uint8 array so that
 (``sizes, activation, output, loss, init, dtype, seed``), ``classes`` (the labels the
 outputs stand for, or null), ``scale`` (``"standard"``, ``"minmax"`` or null) and
 ``data`` (what the model was trained on: data set or file with its SHA-256, seed,
-test fraction; or null). Version 1 files (no classes, scale or data) are still read.
+test fraction; or null). A regressor trained on scaled targets also has ``target.shift``
+and ``target.factor`` (float64, ``(n_out,)``) and ``target_scale`` in the metadata (its
+outputs are unscaled with them). Version 1 files (no classes, scale or data) are still read.
 Checkpoints hold the same model arrays with a ``param.`` prefix and can be loaded
 as models too. Every write goes to a temporary file in the target's directory,
 is flushed and fsync'ed, then renamed over the target: a failed or interrupted
@@ -143,6 +145,10 @@ def _checked_members(zf: zipfile.ZipFile, file_bytes: int, what: str, names, des
         if info.filename in seen:
             raise _Refused(f"{what} holds member {info.filename!r} twice: expected each array once")
         seen.add(info.filename)
+    if names is not None and names.fullmatch("metadata") and "metadata.npy" not in seen:  # e.g. a data file as --model
+        shown = ", ".join(repr(n[:-4] if n.endswith(".npy") else n) for n in sorted(seen)[:6])
+        raise _Refused(f"{what} has no metadata: not an xpnet file (it holds {shown or 'nothing'})")
+    for info in infos:
         if names is not None and not (info.filename.endswith(".npy") and names.fullmatch(info.filename[:-4])):
             raise _Refused(f"{what} holds member {info.filename!r}, which this format does not: expected {described}")
     packed = sum(info.compress_size for info in infos)
@@ -272,12 +278,17 @@ def model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
         arrays[f"{prefix}b{l + 1}"] = to_numpy(model.params[2 * l + 1])
     if model.scaler is not None:
         arrays["scale.shift"], arrays["scale.factor"] = model.scaler.shift, model.scaler.factor
+    if model.target_scaler is not None:
+        arrays["target.shift"], arrays["target.factor"] = model.target_scaler.shift, model.target_scaler.factor
     return arrays
 
 
 def model_metadata(model) -> dict:
-    """Architecture, classes, input scaling kind and data record (JSON-ready)."""
-    return {**model.config(), "scale": None if model.scaler is None else model.scaler.kind, "data": model.data_info}
+    """Architecture, classes, input and target scaling kinds and data record (JSON-ready); a
+    model without target scaling has no ``target_scale`` key, as files before it had none."""
+    target = {} if model.target_scaler is None else {"target_scale": model.target_scaler.kind}
+    return {**model.config(), "scale": None if model.scaler is None else model.scaler.kind, **target,
+            "data": model.data_info}
 
 
 def save_model(model, path) -> None:
@@ -343,23 +354,28 @@ def checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
     return version
 
 
-def checked_scaler(arrays: dict, kind: Any, n_in: int, where: str):
-    """The input scaler stored in ``arrays`` (or None), checked against the metadata."""
+def checked_scaler(arrays: dict, kind: Any, n_in: int, where: str, prefix: str = "scale"):
+    """The input scaler (``prefix`` ``"scale"``, for ``n_in`` features) or a regressor's target
+    scaler (``"target"``, ``n_in`` its outputs) stored in ``arrays``, or None; checked against
+    the metadata's ``kind``."""
     from .preprocess import Scaler
 
-    present = [k for k in ("scale.shift", "scale.factor") if k in arrays]
+    what, width = ("input", "sizes[0]") if prefix == "scale" else ("target", "sizes[-1]")
+    key = "scale" if prefix == "scale" else "target_scale"
+    names = (f"{prefix}.shift", f"{prefix}.factor")
+    present = [k for k in names if k in arrays]
     if kind is None:
         if present:
-            raise ValueError(f"{where} has arrays {present} but its metadata has no input scaling")
+            raise ValueError(f"{where} has arrays {present} but its metadata has no {what} scaling")
         return None
     if len(present) != 2:
-        raise ValueError(f"{where} metadata says scale={kind!r} but the arrays scale.shift and scale.factor are missing")
+        raise ValueError(f"{where} metadata says {key}={kind!r} but the arrays {names[0]} and {names[1]} are missing")
     try:
-        scaler = Scaler(kind, arrays["scale.shift"], arrays["scale.factor"])
+        scaler = Scaler(kind, arrays[names[0]], arrays[names[1]])
     except ValueError as exc:
-        raise ValueError(f"{where} has an invalid input scaler: {exc}") from None
+        raise ValueError(f"{where} has an invalid {what} scaler: {exc}") from None
     if scaler.n_features != n_in:
-        raise ValueError(f"{where} has an input scaler for {scaler.n_features} features but sizes[0]={n_in}")
+        raise ValueError(f"{where} has an {what} scaler for {scaler.n_features} values but {width}={n_in}")
     return scaler
 
 

@@ -205,11 +205,20 @@ class MLP:
             given: ``None`` (off), a fitted :class:`~xpnet.Scaler`, or ``"standard"``,
             ``"minmax"``, ``"auto"`` to be fitted by :func:`~xpnet.fit` on the training rows
             (``auto`` leaves data already in ``[-1, 1]`` alone and standardizes the rest).
+        target_scale: for a regressor (identity output with real targets), a transform of
+            the targets the model trains on: ``None`` (off), a fitted :class:`~xpnet.Scaler`
+            over the ``n_out`` outputs, or ``"standard"`` / ``"minmax"`` to be fitted by
+            :func:`~xpnet.fit` on the training targets. The network then learns
+            ``(y - shift) * factor``, and :meth:`forward` and :meth:`predict` undo it: outputs are
+            in the targets' own units. The loss (of ``fit`` and :meth:`evaluate`) is the one
+            trained, on the scaled targets. Targets like 25..346 trained unscaled need a far
+            smaller learning rate and still start with a loss in the thousands.
 
     Attributes:
         params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``.
         classes: ``None`` or the host array of class labels.
         scaler: ``None`` or the fitted :class:`~xpnet.Scaler`.
+        target_scaler: ``None`` or the fitted :class:`~xpnet.Scaler` of a regressor's targets.
         data_info: ``None`` or a JSON-ready record of the data the model was trained on
             (the CLI stores the data set or file, seed and split here); saved with the model.
     """
@@ -227,12 +236,13 @@ class MLP:
         seed: int = 0,
         classes: Sequence | None = None,
         scale: str | Scaler | None = None,
+        target_scale: str | Scaler | None = None,
     ):
         self._configure(sizes, activation, output, loss, init, dtype, classes)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
         self.seed = seed
-        self._set_scale(scale)
+        self._set_scale(scale, target_scale)
         self.data_info: dict | None = None
         self.backend: Backend = _checked_backend(get_backend(backend, device))
         _check_memory(self.n_params, np.dtype(self.dtype).itemsize, self.sizes, self.backend)
@@ -270,10 +280,11 @@ class MLP:
             raise ValueError(f"classes={_preview(list(classes))} with a single identity output: a regressor has no classes")
         self.classes = None if classes is None else check_classes(classes, self.n_label_values)
 
-    def _set_scale(self, scale) -> None:
-        """``scaler`` now (a Scaler or None), or a kind that :meth:`prepare` fits later."""
-        self._scale_to_fit = None
+    def _set_scale(self, scale, target_scale=None) -> None:
+        """``scaler`` and ``target_scaler`` now (a Scaler or None), or kinds that :meth:`prepare` fits later."""
+        self._scale_to_fit = self._target_scale_to_fit = None
         self.scaler: Scaler | None = None
+        self.target_scaler: Scaler | None = None
         if isinstance(scale, Scaler):
             if scale.n_features != self.sizes[0]:
                 raise ValueError(f"scale has {scale.n_features} features but sizes[0]={self.sizes[0]}: "
@@ -281,6 +292,16 @@ class MLP:
             self.scaler = scale
         elif scale is not None:
             self._scale_to_fit = check_choice(scale, "scale", SCALE_CHOICES + (None,))
+        if target_scale is not None and self.output != "identity":
+            raise ValueError(f"target_scale={target_scale!r} with output={self.output!r}: only a regressor "
+                             "(output='identity') has targets to scale")
+        if isinstance(target_scale, Scaler):
+            if target_scale.n_features != self.sizes[-1]:
+                raise ValueError(f"target_scale has {target_scale.n_features} outputs but sizes[-1]={self.sizes[-1]}: "
+                                 "expected a Scaler fitted on targets of the network's output width")
+            self.target_scaler = target_scale
+        elif target_scale is not None:
+            self._target_scale_to_fit = check_choice(target_scale, "target_scale", Scaler.KINDS)
         self._device_cache: dict = {}
 
     # ------------------------------------------------------- the flat buffer
@@ -392,8 +413,9 @@ class MLP:
         """Fit what the model learns from its training data before the first step.
 
         Fits the input scaler if ``scale`` was given as a kind (``"standard"``, ...) and
-        not fitted yet, and infers :attr:`classes` from label vector ``y`` if it is
-        ``None``. Both are kept from then on (a second call changes nothing).
+        not fitted yet, the target scaler likewise from ``y`` (``target_scale``), and infers
+        :attr:`classes` from label vector ``y`` if it is ``None``. All are kept from then on
+        (a second call changes nothing).
         :func:`~xpnet.fit` calls this; call it yourself for a hand-written loop.
         """
         X = check_features(X, self.sizes[0])  # bad X is reported as such, before anything is learned from it
@@ -402,6 +424,15 @@ class MLP:
             self._device_cache.clear()
         if y is not None and self.classes is None and self.takes_labels:
             self.classes = self._infer_classes(y, X.shape[0])
+            self._device_cache.clear()
+        if y is not None and self._target_scale_to_fit is not None:
+            Y, is_labels = check_targets(y, X.shape[0], self.sizes[-1], self.output)
+            if is_labels:
+                raise ValueError(f"target_scale={self._target_scale_to_fit!r} scales real-valued targets, but y holds "
+                                 "class labels for the network's outputs: leave target_scale out for classes")
+            Y = to_numpy(Y).astype(np.float64)
+            self.target_scaler = fit_scaler(Y.reshape(len(Y), -1), self._target_scale_to_fit)
+            self._target_scale_to_fit = None
             self._device_cache.clear()
 
     def _infer_classes(self, y, m: int) -> np.ndarray | None:
@@ -492,14 +523,23 @@ class MLP:
             table = self._device_cache["classes"] = self.backend.asarray(self.classes)
         return self.xp.take(table, idx)
 
-    def _scale_arrays(self):
-        """The scaler's shift and factor on the device in the model dtype, made once."""
-        pair = self._device_cache.get("scale")
+    def _scale_arrays(self, which: str = "scale"):
+        """The input scaler's (``"scale"``) or target scaler's (``"target"``) shift and factor on
+        the device in the model dtype, made once."""
+        pair = self._device_cache.get(which)
         if pair is None:
+            scaler = self.scaler if which == "scale" else self.target_scaler
             dtype = self.backend.dtype(self.dtype)
-            pair = self._device_cache["scale"] = (self.backend.asarray(self.scaler.shift, dtype),
-                                                  self.backend.asarray(self.scaler.factor, dtype))
+            pair = self._device_cache[which] = (self.backend.asarray(scaler.shift, dtype),
+                                                self.backend.asarray(scaler.factor, dtype))
         return pair
+
+    def _unscaled(self, A):
+        """A regressor's outputs ``(m, n_out)`` in the targets' own units (new array)."""
+        if self.target_scaler is None:
+            return A
+        shift, factor = self._scale_arrays("target")
+        return A / factor + shift
 
     # --------------------------------------------------------- data to device
     def _features(self, X, name: str = "X"):
@@ -528,16 +568,27 @@ class MLP:
         if yd.ndim == 2:
             Y = xp.astype(yd, dtype)
             if not self.is_classifier:
-                return Y, None
+                return self._scaled_targets(Y), None
             labels = xp.argmax(Y, axis=1) if k > 1 else xp.astype(Y[:, 0] >= 0.5, xp.int64)
             return Y, xp.astype(labels, xp.int64)
         if not is_labels:  # a single identity unit: real targets
-            return xp.reshape(xp.astype(yd, dtype), (m, 1)), None
+            Y = xp.reshape(xp.astype(yd, dtype), (m, 1))
+            return self._scaled_targets(Y), None
         labels = xp.astype(yd, xp.int64)
         if k == 1:
             return xp.reshape(xp.astype(yd, dtype), (m, 1)), labels
         onehot = xp.reshape(labels, (m, 1)) == xp.arange(k, device=self.backend.device)
         return xp.astype(onehot, dtype), labels
+
+    def _scaled_targets(self, Y):
+        """A regressor's targets ``(m, n_out)`` as the network learns them (target scaling applied)."""
+        if self._target_scale_to_fit is not None:
+            raise ValueError(f"MLP(target_scale={self._target_scale_to_fit!r}) is not fitted yet: call "
+                             "model.prepare(X, y) on the training data first (fit does)")
+        if self.target_scaler is None:
+            return Y
+        shift, factor = self._scale_arrays("target")
+        return (Y - shift) * factor
 
     # ------------------------------------------------------------ the math
     def _forward(self, X, buf: Buffers = NO_BUFFERS):
@@ -647,8 +698,9 @@ class MLP:
 
     @on_device
     def forward(self, X):
-        """Network outputs ``(m, n_out)`` for ``X`` ``(m, n_in)``, as a backend array."""
-        return self._output(self._forward(self._features(X))[1])
+        """Network outputs ``(m, n_out)`` for ``X`` ``(m, n_in)``, as a backend array (a
+        regressor's in its targets' own units: any target scaling undone)."""
+        return self._unscaled(self._output(self._forward(self._features(X))[1]))
 
     @on_device
     def loss_and_grads(self, X, y) -> tuple[float, list]:
@@ -691,6 +743,7 @@ class MLP:
         """
         A = self._outputs(self._features(X))
         if not self.is_classifier:
+            A = self._unscaled(A)
             return A[:, 0] if A.shape[1] == 1 else A
         return self.decode_labels(self._labels_of(A))
 
@@ -706,8 +759,9 @@ class MLP:
     def evaluate(self, X, y) -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``.
 
-        ``accuracy`` is left out for regression (identity output with real targets).
-        Values are summed on the device and read back once.
+        ``accuracy`` is left out for regression (identity output with real targets); a
+        regressor's loss is on its scaled targets when it has a ``target_scaler`` (the loss it
+        was trained on). Values are summed on the device and read back once.
         """
         return self.scores(*self.device_data(X, y))
 
@@ -757,15 +811,15 @@ class MLP:
 
     @classmethod
     def from_arrays(cls, arrays: Sequence, *, backend: Any = None, device: Any = "cpu", scale: Scaler | None = None,
-                    data_info: dict | None = None, **config) -> MLP:
+                    data_info: dict | None = None, target_scale: Scaler | None = None, **config) -> MLP:
         """Build a model from host arrays ``[W1, b1, ...]``, :meth:`config` values, and
-        optionally a fitted ``scale`` and a ``data_info`` record."""
+        optionally a fitted ``scale``, a fitted ``target_scale`` and a ``data_info`` record."""
         cls.check_config(**config)
         seed = config.pop("seed", 0)
         self = cls.__new__(cls)
         self._configure(**config)
         self.seed = seed
-        self._set_scale(scale)
+        self._set_scale(scale, target_scale)
         self.data_info = data_info
         self.backend = _checked_backend(get_backend(backend, device))
         arrays = list(arrays)
@@ -783,10 +837,14 @@ def _model_from(arrays: dict, meta: dict, where: str, prefix: str, backend: Any,
     config = io.checked_config(meta, where, MLP.check_config)
     params = io.checked_params(arrays, config, where, prefix)
     scaler = io.checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
+    target = io.checked_scaler(arrays, meta.get("target_scale"), config["sizes"][-1], where, "target")
+    if target is not None and config["output"] != "identity":
+        raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
     data_info = meta.get("data")
     if data_info is not None and not isinstance(data_info, dict):
         raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
-    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, data_info=data_info, **config)
+    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, target_scale=target,
+                           data_info=data_info, **config)
 
 
 def load(path, device: Any = "cpu", backend: Any = None) -> MLP:
@@ -811,6 +869,8 @@ def load(path, device: Any = "cpu", backend: Any = None) -> MLP:
     expected = {f"{k}{l}" for l in range(1, len(model.sizes)) for k in "Wb"}
     if model.scaler is not None:
         expected |= {"scale.shift", "scale.factor"}
+    if model.target_scaler is not None:
+        expected |= {"target.shift", "target.factor"}
     extra = sorted(set(arrays) - expected)
     if extra:
         raise ValueError(f"{where} arrays do not match sizes={model.sizes}: unexpected {extra}")

@@ -39,20 +39,24 @@ def _save(fig, path) -> Path:
 
 
 def history_curves(history, path) -> Path:
-    """Loss (train, validation) and accuracy curves per epoch, side by side (1000 x 400 px)."""
+    """Loss (train, validation) and accuracy curves per epoch, side by side (1000 x 400 px);
+    a regressor, which has no accuracy, gets the loss panel alone (500 x 400 px)."""
     plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    accuracy = bool(history.train_accuracy or history.val_accuracy)
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(10 if accuracy else 5, 4), squeeze=False)
+    ax_loss = axes[0, 0]
     ax_loss.plot(history.epoch, history.train_loss, label="train")
     if history.val_loss:
         ax_loss.plot(history.epoch, history.val_loss, label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    if history.train_accuracy:
-        ax_acc.plot(history.epoch, history.train_accuracy, label="train")
-    if history.val_accuracy:
-        ax_acc.plot(history.epoch, history.val_accuracy, label="validation")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    if history.train_accuracy or history.val_accuracy:
+    if accuracy:
+        ax_acc = axes[0, 1]
+        if history.train_accuracy:
+            ax_acc.plot(history.epoch, history.train_accuracy, label="train")
+        if history.val_accuracy:
+            ax_acc.plot(history.epoch, history.val_accuracy, label="validation")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
         ax_acc.legend()
     fig.tight_layout()
     return _save(fig, path)
