@@ -320,6 +320,8 @@ def _load_npz(p: Path, notes: list[str], shown: str | None = None) -> tuple[np.n
         raise ValueError(f"{what}: X has dtype {X.dtype}: expected numbers")
     if X.ndim < 2:  # a (m,) X would pass for m samples of nothing and fail deep inside the model
         raise ValueError(f"{what}: X has shape {X.shape}: expected (m samples, n features); a single feature is (m, 1)")
+    if 0 in X.shape[1:]:  # (m, 0), or images (m, 0, 28): nothing to learn from, and NumPy's min/max would fail on it
+        raise ValueError(f"{what}: X has shape {X.shape}: expected at least one feature column")
     if X.ndim > 2:  # images (m, 28, 28), (m, h, w, channels): one row of pixels per sample
         n = int(np.prod(X.shape[1:], dtype=np.int64))
         notes.append(f"X flattened from {X.shape} to ({len(X)}, {n}): one row of {n} features per sample")
@@ -352,6 +354,7 @@ class _CsvFormat(NamedTuple):
     n_fields: int  # fields per data row, index column included
     index: bool  # the first field is a row index, dropped
     names: list[str] | None  # column names, index column excluded
+    trailing: bool  # every data line ends with the delimiter (spreadsheet exports): that empty last field is dropped
 
 
 def _text_lines(p: Path, what: str):
@@ -378,8 +381,24 @@ def _strip_comment(text: str) -> str:
     return text.split("#", 1)[0]
 
 
-def _fields(body: str, delimiter: str) -> list[str]:
-    """One line's fields, double quotes removed as np.loadtxt's ``quotechar='"'`` does."""
+def _ends_with_delimiter(body: str, delimiter: str) -> bool:
+    """Whether the line ends with ``delimiter`` (spaces and the line end after it aside): an empty last field."""
+    return delimiter != " " and body.rstrip(" \t\r\n".replace(delimiter, "")).endswith(delimiter)
+
+
+def _drop_trailing(body: str, delimiter: str) -> str:
+    """``body`` without the delimiter that ends it (and what :func:`_ends_with_delimiter` skips after it),
+    or ``body`` itself when it does not end with one."""
+    if not _ends_with_delimiter(body, delimiter):
+        return body
+    return body.rstrip(" \t\r\n".replace(delimiter, ""))[:-1]
+
+
+def _fields(body: str, delimiter: str, trailing: bool = False) -> list[str]:
+    """One line's fields, double quotes removed as np.loadtxt's ``quotechar='"'`` does; with
+    ``trailing``, the empty field after a delimiter that ends the line is left out."""
+    if trailing:
+        body = _drop_trailing(body, delimiter)
     if delimiter == " ":
         return body.split()
     if '"' not in body:
@@ -438,7 +457,11 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     if delimiter is None and d != ",":
         notes.append(f"fields are separated by {_SEPARATORS_PLURAL[d]}" + (" (a comma is the decimal mark)" if d == ";" else ""))
     decimal_comma = d == ";"
-    rows = [_fields(body, d) for body in bodies]
+    # Spreadsheets end every line with the delimiter ("1,2,0,"): the empty field after it is no
+    # column (read as the label, it would hold one class). Line 1 may be a header without it.
+    ends = [_ends_with_delimiter(body, d) for body in bodies]
+    trailing = d != " " and all(ends[1:])  # settled below, once it is known whether line 1 is a header
+    rows = [_fields(body, d, trailing) for body in bodies]
     kinds = [[_is_number(v, decimal_comma) for v in row] for row in rows]
     n0 = len(rows[0])
 
@@ -450,6 +473,12 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     # pandas names unnamed columns 0..n-1: DataFrame(array).to_csv(index=False) writes "0,1,2,3,4"
     # above the data, a first line that is numbers and yet a header.
     header = header or (n0 >= 2 and _names_columns(rows[0]) and not any(_names_columns(row) for row in rows[1:]))
+    # A data line 1 without it: not every line ends with the delimiter, and the bulk parse names
+    # the first line of another width (rows[1:] are used from here on only below a header).
+    trailing = trailing and (header or ends[0])
+    if trailing:
+        below = "every line" if ends[0] else "every line below the header"
+        notes.append(f"{below} ends with a {d!r}: the empty last column was dropped")
     names = [v.strip() for v in rows[0]] if header else None
     data = slice(1, None) if header else slice(None)
     if header and len(rows) == 1:
@@ -458,8 +487,8 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     n = len(first_row)
     if header:
         notes.append(f"line {sample[0][0]} is a header: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}")
-    elif comment is not None and len(_fields(comment, d)) == n:
-        names = [v.strip() for v in _fields(comment, d)]  # np.savetxt writes its header as "# a,b,label"
+    elif comment is not None and len(_fields(comment, d, trailing)) == n:
+        names = [v.strip() for v in _fields(comment, d, trailing)]  # np.savetxt writes its header as "# a,b,label"
 
     # pandas' to_csv() writes its row index as an unnamed first column ("" or "Unnamed: 0");
     # R's write.csv leaves it out of the header altogether.
@@ -471,7 +500,8 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
     elif header and len(names) != n:
         raise ValueError(f"{what} line {sample[0][0]}: the header {sample[0][1][:60]!r} names {len(names)} columns "
                          f"but line {first_line} has {n} fields")
-    return _CsvFormat(d, decimal_comma, sample[0][0] if header else 0, first_line, first_row, n, index, names)
+    return _CsvFormat(d, decimal_comma, sample[0][0] if header else 0, first_line, first_row, n, index, names,
+                      trailing)
 
 
 def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
@@ -488,7 +518,10 @@ def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
             raise ValueError(f"--label-column {label_column!r} is not a column of {shown!r}: its header has {names}")
     if n < 2 or not (isinstance(label_column, str) or -n <= label_column < n):  # the label and 1+ features
         sep = _SEPARATORS.get(fmt.delimiter, repr(fmt.delimiter))
-        hint = f" (no {sep} in line {fmt.first_line}: is that the delimiter?)" if n == 1 else ""
+        hint = ""
+        if fmt.n_fields == 1:  # not n: beside an index column the line does hold the delimiter
+            hint = (f" (line {fmt.first_line} is one field and a trailing {sep})" if fmt.trailing
+                    else f" (no {sep} in line {fmt.first_line}: is that the delimiter?)")
         column = repr(label_column) if isinstance(label_column, str) else int(label_column)
         raise ValueError(f"--label-column {column} is out of range for {n} columns in {shown!r}{hint}")
     return fmt.names.index(label_column) if isinstance(label_column, str) else int(label_column) % n
@@ -509,8 +542,9 @@ def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
         label = fmt.index + col
         features = [k for k in range(fmt.index, fmt.n_fields) if k != label]
         X = _loadtxt(p, what, fmt, features, np.float64)
-        y = _loadtxt(p, what, fmt, [label], str)[:, 0]
-        return X, np.strings.strip(y)
+        y = np.strings.strip(_loadtxt(p, what, fmt, [label], str)[:, 0])
+        _check_text_labels(p, what, fmt, label, y)
+        return X, y
     # Every column is read, the index too, so that np.loadtxt checks the width of every row.
     table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
     drop = {0} if fmt.index else set()
@@ -520,15 +554,54 @@ def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
     return _drop_columns(table, drop | {fmt.index + col}), y
 
 
+_CONTROL_NAMES = {"\x00": "NUL", "\t": "tab", "\x7f": "DEL"}
+
+
+def _check_text_labels(p: Path, what: str, fmt: _CsvFormat, label: int, y: np.ndarray) -> None:
+    """Refuse the first empty text label, or one holding a control character (U+0000-U+001F,
+    U+007F), naming its line: either would train as a class of its own. ``y`` is ``(m,)``, stripped,
+    read by :func:`_loadtxt` (NUL as U+0001); ``label`` is its column in the file, 0-based."""
+    codes = y.view(np.uint32).reshape(len(y), -1)  # (m, longest label): code points, 0 pads the shorter ones
+    bad = (y == "") | np.any(((codes > 0) & (codes < 32)) | (codes == 127), axis=1)
+    if not bad.any():
+        return
+    first, row = int(np.argmax(bad)), -1
+    for lineno, text in _text_lines(p, what):  # the data rows as _loadtxt's lines() counts them
+        body = _strip_comment(text)
+        if lineno <= fmt.skip or not body.strip():
+            continue
+        row += 1
+        if row == first:
+            break
+    if y[first] == "":
+        raise ValueError(f"{what} line {lineno}: the label (column {label + 1}) is empty: every row needs a label")
+    fields = _fields(body, fmt.delimiter, fmt.trailing)
+    value = fields[label].strip() if len(fields) > label else str(y[first])  # as written: a NUL is back
+    control = next(c for c in value + str(y[first]) if ord(c) < 32 or ord(c) == 127)
+    name = _CONTROL_NAMES.get(control, f"U+{ord(control):04X}")
+    raise ValueError(f"{what} line {lineno}: the label {value[:20]!r} (column {label + 1}) holds a control character "
+                     f"({name}): expected printable text")
+
+
 def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dtype) -> np.ndarray:
     """np.loadtxt over the data lines, ``(m, len(usecols))``; on failure, the first bad line."""
 
     def lines():  # only data rows: np.loadtxt skips empty lines but not all-space or indented comments
+        row = -1  # 0-based data row, as np.loadtxt counts them
         with open(p, encoding="utf-8-sig", newline=None) as f:
             for lineno, line in enumerate(f, 1):
                 body = _strip_comment(line)
-                if lineno > fmt.skip and body.strip():
-                    yield body.replace(",", ".") if fmt.decimal_comma and dtype is not str else body
+                if lineno <= fmt.skip or not body.strip():
+                    continue
+                row += 1
+                if fmt.trailing:
+                    if not _ends_with_delimiter(body, fmt.delimiter):  # _first_bad_line finds it again and names it
+                        raise ValueError(f"no trailing delimiter at row {row}")
+                    body = _drop_trailing(body, fmt.delimiter)
+                if dtype is str:  # a str array drops trailing NULs ("b\x00" reads "b"): \x01 keeps them seen
+                    yield body.replace("\x00", "\x01")
+                else:
+                    yield body.replace(",", ".") if fmt.decimal_comma else body
 
     try:
         with warnings.catch_warnings():  # no rows at all is reported below, as a ValueError
@@ -567,10 +640,18 @@ def _first_bad_line(p: Path, what: str, fmt: _CsvFormat, checked: list[int], sta
         row += 1
         if row < start:
             continue
-        fields = _fields(body, fmt.delimiter)
-        if len(fields) != fmt.n_fields:
-            return ValueError(f"{what} has rows of {sorted({len(fields), fmt.n_fields})} columns: line {lineno} "
-                              f"{text[:60]!r} has {len(fields)} where line {fmt.first_line} has {fmt.n_fields}")
+        fields = _fields(body, fmt.delimiter, fmt.trailing)
+        # Widths as written: with a trailing delimiter, the empty field after it counts too.
+        width, want = len(fields) + fmt.trailing, fmt.n_fields + fmt.trailing
+        if fmt.trailing and not _ends_with_delimiter(body, fmt.delimiter):
+            width = len(fields)  # nothing was dropped from this line
+            if width == want:  # as many fields, the last one not empty
+                return ValueError(f"{what} line {lineno}: {text[:60]!r} has {fields[-1].strip()[:20]!r} in column {want}, "
+                                  f"which is empty on line {fmt.first_line} (it ends with a {sep}): expected every line "
+                                  f"to end with a {sep}, or none")
+        if width != want:
+            return ValueError(f"{what} has rows of {sorted({width, want})} columns: line {lineno} "
+                              f"{text[:60]!r} has {width} where line {fmt.first_line} has {want}")
         for k in checked:
             if not _is_number(fields[k], fmt.decimal_comma):
                 return ValueError(f"{what} line {lineno}: {text[:60]!r} is not {sep}-separated numbers "
