@@ -257,3 +257,113 @@ class _Stdin:
         import io
 
         self.buffer = io.BytesIO(raw)
+
+
+# ------------------------------------------------------------------ messages that point the right way
+def test_ctrl_c_after_the_last_epoch_says_the_checkpoint_is_complete(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from xpnet import cli
+    from xpnet.train import Callback
+
+    class SignalAtTheEnd(Callback):
+        def on_epoch_begin(self, epoch, epochs, n_batches):
+            self.last = epoch + 1 == epochs
+
+        def on_epoch_end(self, model, history):
+            if self.last:
+                os.kill(os.getpid(), signal.SIGINT)  # after the last epoch's steps, before --save
+            return False
+
+    X, y = xpnet.make_moons(80, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_progress", lambda cfg, n_test: SignalAtTheEnd())
+    argv = ["train", "--data", "d.npz", "--epochs", "3", "--checkpoint", "ck.npz", "--save", "m.npz"]
+    assert run(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "every epoch was trained and the checkpoint ck.npz holds the finished model" in err, err
+    assert "--resume ck.npz does them" in err and not (tmp_path / "m.npz").exists()
+    monkeypatch.setattr(cli, "_progress", lambda cfg, n_test: None)
+    assert run([*argv, "--resume", "ck.npz", "--json"]) == 0  # the command it printed: trains nothing more
+    assert last_json(capsys.readouterr().out)["epochs"] == 3 and (tmp_path / "m.npz").exists()
+
+
+def test_resume_with_fewer_epochs_than_done_says_epochs_count_from_the_start(tmp_path, capsys):
+    X, y = xpnet.make_moons(80, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    ck = str(tmp_path / "ck.npz")
+    assert run(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "4", "--checkpoint", ck, "--quiet"]) == 0
+    capsys.readouterr()
+    assert run(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "2", "--resume", ck, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 4 epoch(s) done, more than the 2 epochs this run asks for in all" in err[0], err
+    assert "inconsistent" not in err[0] and "--epochs 4 ends the run where it stopped" in err[0]
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, capsys):
+    X, y = xpnet.make_moons(60, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    target = tmp_path / "m.npz"
+    target.write_bytes(b"the good old file")
+
+    def full(f, *args, **kwargs):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    assert run(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--quiet", "--save", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"xpnet: error: {target}: No space left on device (nothing was written: what was there is unchanged)"]
+    assert target.read_bytes() == b"the good old file" and [p.name for p in tmp_path.iterdir()] == ["d.npz", "m.npz"]
+
+
+def test_evaluate_names_what_is_missing(tmp_path, capsys):
+    X, y = datasets.load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    frame.to_csv(tmp_path / "features.csv", index=False)
+    frame.assign(species=np.array(["setosa", "versicolor", "virginica"])[y]).to_csv(tmp_path / "text.csv", index=False)
+    frame.assign(y=y).to_csv(tmp_path / "numbers.csv", index=False)
+    for task in ("classification", "regression"):
+        assert run(["train", "--data", str(tmp_path / "numbers.csv"), "--task", task, "--epochs", "2", "--quiet",
+                    "--save", str(tmp_path / f"{task}.npz")]) == 0
+    capsys.readouterr()
+    assert run(["evaluate", "--model", str(tmp_path / "classification.npz"), "--data", str(tmp_path / "features.csv"),
+                "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("xpnet: error: --data") and "no label column" in err[-1] and "xpnet predict" in err[-1]
+    assert run(["evaluate", "--model", str(tmp_path / "regression.npz"), "--data", str(tmp_path / "text.csv"),
+                "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is a regressor (it predicts numbers) but the labels of text.csv are text" in err[-1]
+    assert "classes=[...]" not in err[-1]  # no library advice on the command line
+
+
+def test_extreme_values_are_named_not_leaked(tmp_path, capsys):
+    path = _write(tmp_path / "d.csv", "1,2,0\n3,1e300,1\n5,6,0\n7,8,1\n2,2,0\n4,4,1\n")
+    assert run(["train", "--data", str(path), "--epochs", "1", "--quiet"]) == 2  # float32: no NumPy warning either
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "X holds values up to 1e+300, beyond float32's range" in err[0], err
+    assert "shift and factor" not in err[0]
+    assert run(["train", "--data", str(path), "--epochs", "1", "--quiet", "--dtype", "float64"]) == 0
+    extreme = np.array([[1e308, 0.0], [1e308, 1.0], [-5e307, 2.0]])  # the plain sum overflows
+    scaler = xpnet.fit_scaler(extreme)
+    np.testing.assert_allclose(scaler.shift, [np.mean(extreme[:, 0] / 1e308) * 1e308, 1.0])
+    np.testing.assert_allclose(scaler.factor, [1 / (np.std(extreme[:, 0] / 1e308) * 1e308), 1 / np.std([0, 1, 2])])
+
+
+def test_no_feature_columns(backend):
+    model = xpnet.MLP([1, 2, 2], backend=backend)
+    with pytest.raises(ValueError, match=r"X has shape \(3, 0\): expected at least one feature column"):
+        model.predict(np.zeros((3, 0)))
+
+
+def test_more_threads_than_cores_is_said(tmp_path, capsys):
+    X, y = xpnet.make_moons(40, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    from xpnet.cli import usable_cores
+
+    asked = usable_cores() + 1000
+    assert run(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--threads", str(asked)]) == 0
+    err = capsys.readouterr().err
+    assert f"xpnet: note: --threads {asked} is more than the {usable_cores()} usable core" in err

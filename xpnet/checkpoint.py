@@ -147,6 +147,10 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in changed.items())
         raise ValueError(f"{where} was written with other optimizer settings: {listed}; resume with the same ones, "
                          "or allow the change (--allow-changes; fit(..., allow_changes=True)), which the history records")
+    if 0 <= epoch and run["epochs"] < epoch and step >= 0 and len(history.epoch) == epoch:
+        raise ValueError(f"{where} has {epoch} epoch(s) done, more than the {run['epochs']} epochs this run asks for in "
+                         f"all (epochs count from the start, not from the checkpoint): ask for at least {epoch} "
+                         f"(--epochs {epoch} ends the run where it stopped; more continues it)")
     if not (0 <= epoch <= run["epochs"]) or step < 0 or len(history.epoch) != epoch:
         raise ValueError(
             f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"

@@ -1127,8 +1127,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = _saved_model(args)
     plot_dir = _plot_dir(getattr(args, "plot", None))
     X, y, name, split = _evaluation_rows(args, model)
+    data = getattr(args, "data", None)
+    if data is not None and X.shape[1] == model.sizes[0] - 1:  # the last feature was read as the labels
+        raise UsageError(f"--data {data!r} has {model.sizes[0]} columns, as many as the model's features, and so no "
+                         "label column: evaluate compares predictions with labels; add them (the last column, or "
+                         "--label-column), or use xpnet predict for features alone")
     if X.shape[1] != model.sizes[0]:
         raise UsageError(f"the model takes {model.sizes[0]} features but {name} has {X.shape[1]}")
+    if not model.takes_labels and y.dtype.kind in "UO":
+        shown = ", ".join(map(str, np.unique(y.astype(str))[:3]))
+        raise UsageError(f"{args.model!r} is a regressor (it predicts numbers) but the labels of {name} are text "
+                         f"({shown}, ...): evaluate it on numeric targets, or evaluate a classifier on these labels")
     t0 = time.perf_counter()
     scores = model.evaluate(X, y)
     seconds = time.perf_counter() - t0
@@ -1466,6 +1475,13 @@ def _threads_for(args: argparse.Namespace, comm=None):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
+        asked, cores = getattr(args, "threads", None), usable_cores()
+        if asked is not None and asked > cores and not getattr(args, "quiet", False):
+            running = blas_threads()
+            runs = f"the BLAS runs {running}" if running is not None else "the BLAS's own limit applies"
+            capped = " (its most)" if running is not None and running < asked else ""
+            print(f"xpnet: note: --threads {asked} is more than the {cores} usable core{'s' if cores != 1 else ''}: "
+                  f"{runs}{capped}, and threads beyond the cores slow training down", file=sys.stderr)
         yield
 
 
@@ -1532,19 +1548,28 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM):  # the checkpoint is written: let nothing cut this line short
-            signal.signal(sig, signal.SIG_IGN)
+        # the checkpoint is written: let nothing cut this line short (main's caller gets its handlers back)
+        ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         if exc.checkpoint:
             hint = _resume_hint(argv, exc.checkpoint)
             if comm is not None and comm.size > 1:
                 hint = f"mpiexec -n {comm.size} {hint}"
             how = f"checkpoint written; resume with: {hint}"
+            if exc.complete:  # the last epoch was trained: nothing is lost but the end of the command
+                how = (f"every epoch was trained and the checkpoint {exc.checkpoint} holds the finished model (xpnet "
+                       f"evaluate --model {exc.checkpoint} scores it); --save, the test score and the figures were "
+                       f"not done: {hint} does them")
         elif args.command == "sweep":
             how = "sweep keeps no checkpoints: run it again (--hidden with only the widths still to do)"
+        elif exc.complete:
+            how = "every epoch was trained, but without --checkpoint the model is lost: --save and the report were not done"
         else:
             how = "no checkpoint was written (add --checkpoint PATH to be able to resume)"
         name = "SIGINT" if exc.signum == 2 else "SIGTERM" if exc.signum == 15 else f"signal {exc.signum}"
         print(f"xpnet: interrupted by {name} at epoch {exc.epoch} after step {exc.step}; {how}", file=sys.stderr)
+        sys.stderr.flush()
+        for sig, handler in ignored.items():
+            signal.signal(sig, handler)
         return exc.exit_code
     except (PeerFailed, WeightsDiffer) as exc:  # every rank raises it: another rank failed, or the sums differed
         print(f"xpnet: error: {exc}", file=sys.stderr)
@@ -1556,7 +1581,8 @@ def main(argv: list[str] | None = None) -> int:
         _silence(stdout)
         return 0
     except OSError as exc:  # e.g. disk full while writing; the old file is intact (atomic writes)
-        print(f"xpnet: error: {exc.strerror or exc} ({exc.filename or 'I/O'})", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xpnet: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)

@@ -64,9 +64,13 @@ def atomic_write(path: str | os.PathLike):
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; give the file the mode a plain open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and type(exc) is not FileNotFoundError and exc.filename in (None, tmp):
+            # a full disk fails a write to the temporary file, or to none at all: name the file meant
+            raise type(exc)(exc.errno, f"{exc.strerror or exc} (nothing was written: what was there is unchanged)",
+                            str(path)) from exc
         raise
 
 

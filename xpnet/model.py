@@ -81,6 +81,15 @@ def check_classes(classes: Any, n_classes: int) -> np.ndarray:
     return arr
 
 
+def _check_range(X: np.ndarray, dtype: str, name: str) -> None:
+    """ValueError if host ``X`` holds values that ``dtype`` (float32) turns into infinities."""
+    top = float(np.max(np.abs(X)))
+    limit = float(np.finfo(dtype).max)
+    if top > limit:
+        raise ValueError(f"{name} holds values up to {top:g}, beyond {dtype}'s range (+-{limit:.3g}): they would become "
+                         f"infinite; rescale those features, or use dtype='float64' (--dtype float64)")
+
+
 class ParamList(list):
     """:attr:`MLP.params`: per-layer views into the model's flat buffer.
 
@@ -548,6 +557,8 @@ class MLP:
             raise ValueError(f"MLP(scale={self._scale_to_fit!r}) is not fitted yet: call model.prepare(X, y) on the "
                              "training data first (fit does), so that every X is scaled the same way")
         X = check_features(X, self.sizes[0], name)
+        if isinstance(X, np.ndarray) and X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size:
+            _check_range(X, self.dtype, name)  # a host array only: no read back from a device
         Xd = self.backend.asarray(X, self.backend.dtype(self.dtype))
         if self.scaler is not None:
             shift, factor = self._scale_arrays()

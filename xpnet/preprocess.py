@@ -84,8 +84,19 @@ def fit_scaler(X: Any, kind: str = "standard") -> Scaler | None:
             return None
         kind = "standard"
     if kind == "minmax":
-        return Scaler("minmax", lo, _reciprocal(hi - lo))
-    return Scaler("standard", X.mean(axis=0, dtype=np.float64), _reciprocal(X.std(axis=0, dtype=np.float64)))
+        with np.errstate(over="ignore"):
+            spread = hi - lo  # inf for values near float64's limits: a span too wide to divide by
+        return Scaler("minmax", lo, _reciprocal(spread))
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift, spread = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+    if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(spread))):
+        # values near float64's limits (1e300) overflow the sums: take the moments of X / peak instead
+        peak = np.maximum(np.abs(lo), np.abs(hi))
+        peak[peak == 0] = 1.0
+        scaled = X / peak
+        shift = scaled.mean(axis=0, dtype=np.float64) * peak
+        spread = scaled.std(axis=0, dtype=np.float64) * peak
+    return Scaler("standard", shift, _reciprocal(spread))
 
 
 def _reciprocal(spread: np.ndarray) -> np.ndarray:

@@ -36,11 +36,13 @@ class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived; training stopped after the step in flight.
 
     Attributes: ``signum``, ``epoch`` (1-based, the one in progress), ``step``
-    (steps done in it), ``checkpoint`` (the path written, or ``None``).
+    (steps done in it), ``checkpoint`` (the path written, or ``None``), ``complete``
+    (every epoch had been trained: the signal came after the last one's steps).
     """
 
-    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None):
+    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None, complete: bool = False):
         self.signum, self.epoch, self.step, self.checkpoint = signum, epoch, step, checkpoint
+        self.complete = complete
         name = signal.Signals(signum).name
         where = f"epoch {epoch}, after step {step}"
         saved = f"; checkpoint written to {checkpoint}" if checkpoint else "; no checkpoint (none was asked for)"
@@ -508,7 +510,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             if checkpoint is not None and (due or signum is not None):
                 save(Position(epoch + 1))
             if signum is not None:  # the signal came during validation or the callbacks
-                raise TrainingInterrupted(signum, epoch + 1, len(spans), checkpoint)
+                raise TrainingInterrupted(signum, epoch + 1, len(spans), checkpoint, complete=epoch + 1 == epochs)
             if halt:
                 history.stopped_early = True
                 break

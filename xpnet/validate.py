@@ -60,6 +60,8 @@ def check_features(X: Any, n_in: int, name: str = "X"):
         )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has shape {tuple(X.shape)}: expected at least one sample")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has shape {tuple(X.shape)}: expected at least one feature column")
     if X.shape[1] != n_in:
         raise ValueError(
             f"{name} has {X.shape[1]} features but the network's first size is {n_in}: "
