@@ -183,3 +183,10 @@ def test_csv_with_only_the_label_column(tmp_path, capsys):
     refused(write(tmp_path, "t.csv", "0\n1\n0\n1\n"), capsys,
             r"--label-column -1 is out of range for 1 columns in '.*t\.csv' \(no comma in line 1: is that the delimiter\?\)$")
     refused(write(tmp_path, "h.csv", "label\n0\n1\n0\n1\n"), capsys, r"--label-column -1 is out of range for 1 columns")
+
+
+def test_a_wider_row_among_text_labels_is_refused(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("1,2,a\n3,4,b\n3,4,5,b\n5,6,a\n")  # np.loadtxt with usecols would read '5' as a label
+    with pytest.raises(ValueError, match=r"has rows of \[3, 4\] columns: line 3 '3,4,5,b' has 4 where line 1 has 3"):
+        load_file(path)

@@ -544,6 +544,11 @@ def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
         X = _loadtxt(p, what, fmt, features, np.float64)
         y = np.strings.strip(_loadtxt(p, what, fmt, [label], str)[:, 0])
         _check_text_labels(p, what, fmt, label, y)
+        # np.loadtxt checks no row's width when it reads chosen columns: a row with an extra field
+        # would give its label from the wrong column. One pass in Python (about 1 s a million rows).
+        ragged = _first_bad_line(p, what, fmt, [], 0)
+        if ragged is not None:
+            raise ragged
         return X, y
     # Every column is read, the index too, so that np.loadtxt checks the width of every row.
     table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
