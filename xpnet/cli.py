@@ -429,8 +429,11 @@ def _notes(notes: list[str], quiet: bool) -> None:
 
 def _read_labelled_file(path: str, label_column: int | str, delimiter: str | None = None, quiet: bool = False,
                         identity: dict | None = None):
-    """``(X, y)`` of a user file, with the labels the CLI needs: one per row. ``identity``, when
-    a dict, gets the file's name, size and SHA-256 (of the bytes read: a stream is read once)."""
+    """``(X, y)`` of a user file, with the labels the CLI needs: one per row, or a row of 0/1 per
+    row (multi-label). ``identity``, when a dict, gets the file's name, size and SHA-256 (of the
+    bytes read: a stream is read once)."""
+    import numpy as np
+
     from .data import load_file
 
     notes: list[str] = []
@@ -438,15 +441,22 @@ def _read_labelled_file(path: str, label_column: int | str, delimiter: str | Non
     _notes(notes, quiet)
     if y is None:
         raise UsageError(f"--data {path!r} has no labels: expected an array 'y' (or a label column in a .csv)")
-    if y.ndim != 1 or len(y) != len(X):
-        raise UsageError(f"--data {path!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},)")
+    if len(y) != len(X) or y.ndim not in (1, 2):
+        raise UsageError(f"--data {path!r}: y has shape {y.shape} for {len(X)} rows: expected ({len(X)},), or "
+                         f"({len(X)}, k) 0/1 rows for k labels (multi-label)")
+    if y.ndim == 2 and not (y.shape[1] >= 2 and y.dtype.kind in "biuf" and np.all((y == 0) | (y == 1))):
+        raise UsageError(f"--data {path!r}: y has shape {y.shape}: a 2-D y holds multi-label rows, 0 or 1 in each "
+                         "of 2+ columns (one per label)")
     return X, y
 
 
 def _classes_of(y):
-    """The sorted distinct class labels of a label vector, or None for real-valued targets."""
+    """The sorted distinct class labels of a label vector, or None for real-valued targets
+    (and for multi-label rows, whose labels are their columns)."""
     import numpy as np
 
+    if y.ndim == 2:
+        return None
     if y.dtype.kind in "iub":
         return np.unique(y).astype(np.int64)
     if y.dtype.kind in "UO":
@@ -507,6 +517,12 @@ def _choose_task(cfg: TrainConfig, data, classes, given: set[str]):
     import numpy as np
 
     y = np.concatenate([data.y_train, data.y_test])
+    if y.ndim == 2:  # 0/1 rows: one sigmoid unit per label
+        if cfg.task == "regression" or (cfg.output != "sigmoid" and "output" in given):
+            asked = "--task regression" if cfg.task == "regression" else f"--output {cfg.output}"
+            raise UsageError(f"--data {cfg.data!r} has multi-label rows ({y.shape[1]} labels of 0/1 per row): they are "
+                             f"classified by one --output sigmoid unit per label, not {asked}")
+        return dataclasses.replace(cfg, output="sigmoid"), data._replace(n_classes=y.shape[1]), None
     text = classes is not None and classes.dtype.kind not in "iuf"
     whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
     task = cfg.task
@@ -556,7 +572,7 @@ def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
 def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> tuple[int, ...]:
     """Layer widths: --layers checked against the data, or defaults from it."""
     n_in = data.X_train.shape[1]
-    n_out = _n_outputs(cfg, data.n_classes)
+    n_out = data.y_train.shape[1] if data.y_train.ndim == 2 else _n_outputs(cfg, data.n_classes)  # multi-label: k
     if cfg.layers is None:
         return (n_in, *hidden, n_out)
     layers = cfg.layers
@@ -798,7 +814,8 @@ def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None
         model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
                     device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
                     classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
-                    scale=scaler, target_scale="standard" if regression else None)
+                    scale=scaler, target_scale="standard" if regression else None,
+                    multilabel=True if data.y_train.ndim == 2 else None)
     model.data_info = None if record is None else {**record, "val_fraction": val_fraction}
     if cfg.report == "nielsen":
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
@@ -918,7 +935,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train_loss": history.train_loss[-1],
         "train_accuracy": history.train_accuracy[-1] if history.train_accuracy else None,
         "test_loss": test["loss"],
-        "test_accuracy": test.get("accuracy"),
+        "test_accuracy": test.get("accuracy"),  # multi-label: the subset accuracy (rows with every label right)
+        **({"test_hamming_loss": test["hamming_loss"]} if "hamming_loss" in test else {}),
         **({f"test_{k}": v for k, v in regression.items()} if regression is not None else {}),
         "seconds": seconds,
         "samples_per_second": sum(history.samples_per_second) / len(history.samples_per_second),
@@ -938,6 +956,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{seconds:.1f}s)")
         elif regression is not None:
             print(f"test {_format_regression(regression)}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
+        elif "hamming_loss" in test:
+            print(f"test accuracy {100 * test['accuracy']:.2f}% (rows with every label right)  Hamming loss "
+                  f"{test['hamming_loss']:.4f}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         else:
             print(f"test accuracy {100 * test['accuracy']:.2f}%  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         if cfg.save:
@@ -999,7 +1020,7 @@ def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
         return paths
     if data.X_train.shape[1] == 2:
         paths.append(plot.decision_boundary(model, data.X_test, data.y_test, plot_dir / "decision_boundary.png"))
-    if model.is_classifier:
+    if model.is_classifier and not model.multilabel:  # one class per row: a confusion matrix
         pred, cm, _, names = _class_report(model, data.X_test, data.y_test)
         paths.append(plot.confusion(cm, plot_dir / "confusion.png", names))
         if data.X_train.shape[1] == 784:
@@ -1119,7 +1140,8 @@ def _evaluation_rows(args: argparse.Namespace, model):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .metrics import format_class_report, format_confusion, macro_average, precision_recall_f1
+    from .backend import to_numpy
+    from .metrics import format_class_report, format_confusion, macro_average, multilabel_scores, precision_recall_f1
 
     _check_paths([("--model", args.model), ("--data", getattr(args, "data", None))],
                  _plot_outputs("evaluate", getattr(args, "plot", None)))
@@ -1145,24 +1167,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "samples": len(X), "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
               "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None,
               "blas_threads": blas_threads()}
-    cm = regression = None
-    if "accuracy" in scores:
+    cm = regression = per_class = None
+
+    def value(v):
+        return None if np.isnan(v) else float(v)
+
+    if model.multilabel:  # per label: precision, recall and F1 of its 0/1 column; no confusion matrix
+        k = model.sizes[-1]
+        names = [str(c) for c in model.classes] if model.classes is not None else [str(j) for j in range(k)]
+        classes = model.classes.tolist() if model.classes is not None else list(range(k))
+        prf = multilabel_scores(y, to_numpy(model.predict(X)))
+        present = (prf["support"] > 0) | ~np.isnan(prf["precision"])
+        macro = {key: macro_average(prf[key], present) for key in ("precision", "recall", "f1")}
+        result["test_hamming_loss"] = scores["hamming_loss"]
+    elif "accuracy" in scores:
         _, cm, per_class, names = _class_report(model, X, y)
         classes = model.classes.tolist() if model.classes is not None else list(range(len(names)))
         prf = precision_recall_f1(cm)
         present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0  # in the truth or the predictions
         macro = {k: macro_average(prf[k], present) for k in ("precision", "recall", "f1")}
-
-        def value(v):
-            return None if np.isnan(v) else float(v)
-
+    if "accuracy" in scores:
         result["classes"] = classes
         result["per_class"] = [{"class": c, "precision": value(p), "recall": value(r), "f1": value(f), "support": int(n)}
                                for c, p, r, f, n in zip(classes, prf["precision"], prf["recall"], prf["f1"],
                                                         prf["support"])]
         result.update({f"macro_{k}": v for k, v in macro.items()})
-        result["per_class_accuracy"] = [value(a) for a in per_class]  # = recall; kept for older scripts
-        result["confusion_matrix"] = cm.tolist()
+        if cm is not None:
+            result["per_class_accuracy"] = [value(a) for a in per_class]  # = recall; kept for older scripts
+            result["confusion_matrix"] = cm.tolist()
     else:
         regression = _regression_scores(model, X, y)
         result.update({f"test_{k}": v for k, v in regression.items()})
@@ -1176,6 +1208,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"loss {scores['loss']:.4f}")
         if regression is not None:
             print(_format_regression(regression))
+        elif model.multilabel:
+            print(f"accuracy {100 * scores['accuracy']:.2f}% (rows with every label right)")
+            print(f"Hamming loss {scores['hamming_loss']:.4f} (share of labels wrong)")
+            if not quiet:
+                print("per label (macro: the unweighted mean over the labels):")
+                print(format_class_report(names, prf, macro))
         else:
             print(f"accuracy {100 * scores['accuracy']:.2f}%")
             if not quiet:
@@ -1234,7 +1272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     proba = getattr(args, "proba", False)
     result = to_numpy(model.predict_proba(X) if proba else model.predict(X))
     header = None
-    if proba:  # columns named by class; one sigmoid unit is the probability of the second class
+    if proba or model.multilabel:  # columns named by class (label); one sigmoid unit is the probability of the second
         names = ([str(c) for c in model.classes] if model.classes is not None
                  else [str(j) for j in range(model.n_label_values)])  # one unit: 0 and 1
         line = io.StringIO()
@@ -1254,6 +1292,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for row in result:
             if proba:
                 print(",".join(f"{v:.6g}" for v in row))
+            elif result.ndim == 2:  # multi-label 0/1 rows (or a regressor's several outputs)
+                print(",".join(f"{v:g}" for v in row))
             elif result.dtype.kind == "f":  # a regressor's outputs
                 print(f"{row:g}")
             else:

@@ -303,7 +303,7 @@ def save_model(model, path) -> None:
 
 
 MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
-OPTIONAL_KEYS = ("classes",)  # absent from version 1 files
+OPTIONAL_KEYS = ("classes", "multilabel")  # absent from version 1 files; multilabel only where decided
 
 
 def checked_config(meta: Any, where: str, validate) -> dict:

@@ -214,6 +214,11 @@ class MLP:
             given: ``None`` (off), a fitted :class:`~xpnet.Scaler`, or ``"standard"``,
             ``"minmax"``, ``"auto"`` to be fitted by :func:`~xpnet.fit` on the training rows
             (``auto`` leaves data already in ``[-1, 1]`` alone and standardizes the rest).
+        multilabel: for ``output="sigmoid"`` with 2+ units: each unit is a label of its own, on
+            when its probability is 0.5 or more; targets are ``(m, k)`` 0/1 rows, :meth:`predict`
+            returns such rows and accuracy is the subset accuracy (a row counts when every label
+            is right), as scikit-learn's. ``None``: :func:`~xpnet.fit` decides from ``y``
+            (a 2-D 0/1 ``y`` is multi-label, class labels are not).
         target_scale: for a regressor (identity output with real targets), a transform of
             the targets the model trains on: ``None`` (off), a fitted :class:`~xpnet.Scaler`
             over the ``n_out`` outputs, or ``"standard"`` / ``"minmax"`` to be fitted by
@@ -246,8 +251,9 @@ class MLP:
         classes: Sequence | None = None,
         scale: str | Scaler | None = None,
         target_scale: str | Scaler | None = None,
+        multilabel: bool | None = None,
     ):
-        self._configure(sizes, activation, output, loss, init, dtype, classes)
+        self._configure(sizes, activation, output, loss, init, dtype, classes, multilabel)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
         self.seed = seed
@@ -263,7 +269,7 @@ class MLP:
             rng.fill_normal(host[start:stop].reshape(shape), scale=INITS[self.init](shape[0]))
         self._bind(self.backend.asarray(host))  # one transfer
 
-    def _configure(self, sizes, activation, output, loss, init, dtype, classes=None) -> None:
+    def _configure(self, sizes, activation, output, loss, init, dtype, classes=None, multilabel=None) -> None:
         self.sizes = _check_sizes(sizes)
         self.activation = check_choice(activation, "activation", HIDDEN)
         self.output = check_choice(output, "output", OUTPUTS)
@@ -288,6 +294,12 @@ class MLP:
         if classes is not None and not self.takes_labels:
             raise ValueError(f"classes={_preview(list(classes))} with a single identity output: a regressor has no classes")
         self.classes = None if classes is None else check_classes(classes, self.n_label_values)
+        if multilabel is not None and not isinstance(multilabel, bool):
+            raise ValueError(f"multilabel={multilabel!r} is not valid: expected True, False or None (decided by fit)")
+        if multilabel and (self.output != "sigmoid" or self.sizes[-1] < 2):
+            raise ValueError(f"multilabel=True with output={self.output!r} and sizes[-1]={self.sizes[-1]}: multi-label "
+                             "needs output='sigmoid' and one unit per label (2 or more)")
+        self.multilabel = multilabel if self.output == "sigmoid" and self.sizes[-1] >= 2 else None
 
     def _set_scale(self, scale, target_scale=None) -> None:
         """``scaler`` and ``target_scaler`` now (a Scaler or None), or kinds that :meth:`prepare` fits later."""
@@ -408,6 +420,7 @@ class MLP:
             "dtype": self.dtype,
             "seed": self.seed,
             "classes": None if self.classes is None else self.classes.tolist(),
+            **({"multilabel": self.multilabel} if self.multilabel is not None else {}),
         }
 
     def __repr__(self) -> str:
@@ -431,7 +444,11 @@ class MLP:
         if self._scale_to_fit is not None:
             self.scaler, self._scale_to_fit = fit_scaler(X, self._scale_to_fit), None
             self._device_cache.clear()
-        if y is not None and self.classes is None and self.takes_labels:
+        if y is not None and self.multilabel is None and self.output == "sigmoid" and self.sizes[-1] >= 2:
+            from .validate import as_array
+
+            self.multilabel = as_array(y, "y").ndim == 2  # scikit-learn's rule: an indicator matrix is multi-label
+        if y is not None and self.classes is None and self.takes_labels and not self.multilabel:
             self.classes = self._infer_classes(y, X.shape[0])
             self._device_cache.clear()
         if y is not None and self._target_scale_to_fit is not None:
@@ -576,10 +593,15 @@ class MLP:
         y, is_labels = check_targets(self.encode_labels(y, name), m, k, self.output, name)
         yd = self.backend.asarray(y)
         dtype = self.backend.dtype(self.dtype)
+        if self.multilabel and yd.ndim != 2:
+            raise ValueError(f"{name} has shape {tuple(yd.shape)} but the model is multi-label: expected (m, "
+                             f"{k}) 0/1 rows, one column per label")
         if yd.ndim == 2:
             Y = xp.astype(yd, dtype)
             if not self.is_classifier:
                 return self._scaled_targets(Y), None
+            if self.multilabel:
+                return Y, Y  # each row's labels are the targets themselves
             labels = xp.argmax(Y, axis=1) if k > 1 else xp.astype(Y[:, 0] >= 0.5, xp.int64)
             return Y, xp.astype(labels, xp.int64)
         if not is_labels:  # a single identity unit: real targets
@@ -639,8 +661,8 @@ class MLP:
                 sum to the global mean.
             labels: ``(m,)`` device class indices; with them the correct predictions
                 are counted.
-            onehot: ``Y`` is one-hot (class labels): the correct predictions are then
-                counted from ``Y`` itself, without labels.
+            onehot: ``Y`` is one-hot (class labels), or a multi-label model's 0/1 rows: the
+                correct predictions are then counted from ``Y`` itself, without labels.
             row_weights: ``(m,)`` device weights in the model dtype: row ``i``'s term of the
                 gradient is multiplied by ``row_weights[i]`` (scikit-learn's ``sample_weight``).
                 The returned loss stays the unweighted sum.
@@ -666,7 +688,9 @@ class MLP:
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
         correct = None
-        if onehot and Z.shape[1] > 1:  # Y's entry at the arg-max: 1 exactly when the prediction is right
+        if onehot and self.multilabel:  # subset accuracy: every unit on the right side of 0.5 (z >= 0)
+            correct = nx.sum(nx.astype(nx.all((Z >= 0.0) == (Y >= 0.5), axis=1), Z.dtype))
+        elif onehot and Z.shape[1] > 1:  # Y's entry at the arg-max: 1 exactly when the prediction is right
             pick = nx.reshape(nx.argmax(Z, axis=1), (m, 1))
             correct = nx.sum(nx.take_along_axis(Y, pick, axis=1))
         elif labels is not None:
@@ -736,6 +760,14 @@ class MLP:
             return xp.argmax(A, axis=1)
         return xp.astype(A[:, 0] >= 0.5, xp.int64)
 
+    def _correct(self, A, labels):
+        """How many rows of outputs ``A`` are right (0-d device array): the arg-max (or one unit's
+        0.5) against ``(m,)`` indices, or every unit of a multi-label row against its 0/1 targets."""
+        xp = self.xp
+        if self.multilabel:
+            return xp.sum(xp.astype(xp.all((A >= 0.5) == (labels >= 0.5), axis=1), xp.int64))
+        return xp.sum(xp.astype(self._labels_of(A) == labels, xp.int64))
+
     @on_device
     def predict_proba(self, X):
         """Class probabilities ``(m, n_out)`` (softmax or sigmoid outputs); column ``j`` is
@@ -756,6 +788,8 @@ class MLP:
         if not self.is_classifier:
             A = self._unscaled(A)
             return A[:, 0] if A.shape[1] == 1 else A
+        if self.multilabel:
+            return self.xp.astype(A >= 0.5, self.xp.int64)  # (m, k): label j is on where its unit says 0.5+
         return self.decode_labels(self._labels_of(A))
 
     @on_device
@@ -764,11 +798,16 @@ class MLP:
         argmax, or ``p >= 0.5`` for one sigmoid unit. For confusion matrices and plots."""
         if not self.is_classifier:
             raise ValueError("predict_indices needs output='softmax' or 'sigmoid'; this network's output is 'identity'")
+        if self.multilabel:
+            raise ValueError("predict_indices is for one class per row; this model is multi-label: predict gives its "
+                             "(m, k) 0/1 rows")
         return self._labels_of(self._outputs(self._features(X)))
 
     @on_device
     def evaluate(self, X, y) -> dict:
-        """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``.
+        """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``; for a multi-label
+        model the accuracy is the subset accuracy (rows with every label right) and
+        ``hamming_loss`` the share of labels wrong.
 
         ``accuracy`` is left out for regression (identity output with real targets); a
         regressor's loss is on its scaled targets when it has a ``target_scaler`` (the loss it
@@ -781,16 +820,20 @@ class MLP:
         """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it."""
         xp, m = self.xp, Xd.shape[0]
         loss = LOSSES[self.loss].value
-        total, correct = 0.0, 0
+        total, correct, wrong = 0.0, 0, 0
         for s, e in batch_spans(m, EVAL_BATCH):
             Z = self._forward(Xd[s:e, :])[1]
             A = self._output(Z)
             total = total + loss(xp, Z, A, Y[s:e, :])  # summed over the rows
             if labels is not None:
-                correct = correct + xp.sum(xp.astype(self._labels_of(A) == labels[s:e], xp.int64))
+                correct = correct + self._correct(A, labels[s:e, ...])
+                if self.multilabel:  # labels that differ, over every row and unit
+                    wrong = wrong + xp.sum(xp.astype((A >= 0.5) != (labels[s:e, ...] >= 0.5), xp.int64))
         out = {"loss": float(total) / m}
         if labels is not None:
             out["accuracy"] = int(correct) / m
+        if labels is not None and self.multilabel:
+            out["hamming_loss"] = int(wrong) / (m * self.sizes[-1])
         return out
 
     def to(self, device: Any = "cpu", backend: Any = None) -> MLP:

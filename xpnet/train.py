@@ -416,7 +416,8 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     Xd, Yd, labels = model.device_data(X, y)  # (m, n_in), (m, k), (m,) or None: on the device from here on
     m = Xd.shape[0]
     # class labels became one-hot targets: the correct count can come from them, no labels gathered
-    onehot = labels is not None and Yd.shape[1] > 1 and as_array(y, "y").ndim == 1
+    # (a multi-label model's targets are its labels: counted from them the same way)
+    onehot = labels is not None and Yd.shape[1] > 1 and (as_array(y, "y").ndim == 1 or bool(model.multilabel))
     val = None
     if validation_data is not None:
         try:
