@@ -367,3 +367,24 @@ def test_more_threads_than_cores_is_said(tmp_path, capsys):
     assert run(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--threads", str(asked)]) == 0
     err = capsys.readouterr().err
     assert f"xpnet: note: --threads {asked} is more than the {usable_cores()} usable core" in err
+
+
+def test_sweep_of_a_regression_shows_r2(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(200, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=100.0 + 10.0 * X[:, 0])
+    assert run(["sweep", "--data", str(tmp_path / "d.npz"), "--hidden", "2,32", "--epochs", "100", "--json"]) == 0
+    rows = last_json(capsys.readouterr().out)["results"]
+    assert [sorted(r) for r in rows] == [["hidden", "seconds", "test_loss", "test_r2", "train_r2"]] * 2
+    assert rows[-1]["test_r2"] > 0.9
+    assert run(["sweep", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["hidden", "train", "R²", "test", "R²", "test", "loss",
+                                                                "seconds"]
+
+
+def test_text_labels_with_an_identity_output_are_said_to_be_classes(tmp_path, capsys):
+    path = _write(tmp_path / "t.csv", "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(40)))
+    assert run(["train", "--data", str(path), "--output", "identity", "--epochs", "1", "--json"]) == 0
+    out = capsys.readouterr()
+    assert "xpnet: note: the labels are text, so classes: --output identity fits their one-hot rows" in out.err
+    assert last_json(out.out)["test_accuracy"] is not None

@@ -246,7 +246,9 @@ def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> Non
                    help=f"mnist: the bundled 10,000 digits (8,000 train / 2,000 test); mnist-full: official 60k+10k, "
                         f"downloaded once; planar, moons, circles, xor, sphere: generated "
                         f"(default: {recorded if from_model else ''}{d.dataset})")
-    p.add_argument("--data", metavar="FILE", help=".npz with arrays X and y, or .csv with the label in the last column")
+    p.add_argument("--data", metavar="FILE",
+                   help=".npz with arrays X and y, or .csv (.tsv: tabs) with the label in the last column; - reads a "
+                        ".csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME",
                    help="label column of a .csv: an index (negative from the end) or a header name "
                         f"(default: {recorded if from_model else ''}-1, the last)")
@@ -310,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     sup = argparse.SUPPRESS  # unset flags stay absent, so presets can fill them
 
     t = sub.add_parser("train", argument_default=sup, help="train a network and report its test accuracy",
-                       description="Train a network; prints progress per epoch and ends with the test accuracy.",
+                       description="Train a network; prints progress per epoch and ends with the test accuracy (a regressor's "
+                                   "test MAE, RMSE and R²).",
                        epilog=PRESETS_HELP + EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_flags(t, distributed=True)
     t.add_argument("--layers", type=_int_list("--layers", 2),
@@ -364,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", argument_default=sup, help="predict labels (or probabilities) for a file",
                        description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
     p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
-    p.add_argument("--data", required=True, metavar="FILE", help=".npz with array X, or .csv of features")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help=".npz with array X, or .csv (.tsv: tabs) of features; - reads a .csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME",
                    help="column to drop from a .csv with one extra column: an index or a header name (default: -1)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR", help="field separator of a .csv (default: detected)")
@@ -544,6 +548,10 @@ def _choose_task(cfg: TrainConfig, data, classes, given: set[str]):
         else:
             task = "classification"
     if task == "classification":
+        if text and cfg.output == "identity" and cfg.task == "auto" and not cfg.quiet:
+            print(f"xpnet: note: the labels are text, so classes: --output identity fits their one-hot rows by squared "
+                  f"error ({len(classes)} outputs, accuracy reported); --output softmax is the usual choice",
+                  file=sys.stderr)
         if classes is None:
             asked = "--task classification" if cfg.task == "classification" else f"--output {cfg.output}"
             raise UsageError(f"{asked} needs class labels, but --data {cfg.data!r} has real-valued labels "
@@ -1040,31 +1048,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
     cfg, data, classes = _choose_task(cfg, data, classes, _given(args))
     rows, models = [], []
+    regression = data.n_classes == 0  # a regressor's rows show R², not accuracy
+    score, shown = ("r2", "R²") if regression else ("accuracy", "acc")
     if not cfg.json:
-        print(f"{'hidden':>6}  {'train acc':>9}  {'test acc':>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
+        print(f"{'hidden':>6}  {'train ' + shown:>9}  {'test ' + shown:>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
     for width in cfg.hidden:
         layers = _layers_for(cfg, data, hidden=(width,))
         model, history, seconds = _train_one(cfg, data, layers, classes, record, quiet=True)
-        train = model.evaluate(data.X_train, data.y_train)
-        test = model.evaluate(data.X_test, data.y_test) if len(data.X_test) else {"loss": None}  # --test-fraction 0
-        row = {"hidden": width, "train_accuracy": train.get("accuracy"), "test_accuracy": test.get("accuracy"),
-               "test_loss": test["loss"], "seconds": seconds}
+        tested = len(data.X_test) > 0  # --test-fraction 0 holds out nothing
+        if regression:
+            train, test = _regression_scores(model, data.X_train, data.y_train), {}
+            if tested:
+                test = _regression_scores(model, data.X_test, data.y_test)
+        else:
+            train = model.evaluate(data.X_train, data.y_train)
+            test = model.evaluate(data.X_test, data.y_test) if tested else {}
+        row = {"hidden": width, f"train_{score}": train.get(score), f"test_{score}": test.get(score),
+               "test_loss": model.evaluate(data.X_test, data.y_test)["loss"] if tested else None, "seconds": seconds}
         rows.append(row)
         models.append(model)
         if not cfg.json:
-            fmt = lambda a: "n/a" if a is None else f"{100 * a:.2f}%"  # noqa: E731
+            def fmt(a):
+                return "n/a" if a is None else f"{a:.4f}" if regression else f"{100 * a:.2f}%"
+
             loss = "n/a" if row["test_loss"] is None else f"{row['test_loss']:.4f}"
-            print(f"{width:>6}  {fmt(row['train_accuracy']):>9}  {fmt(row['test_accuracy']):>8}  "
+            print(f"{width:>6}  {fmt(row[f'train_{score}']):>9}  {fmt(row[f'test_{score}']):>8}  "
                   f"{loss:>9}  {seconds:>7.2f}", flush=True)
     if plot_dir is not None:
         from . import plot
 
-        if data.X_train.shape[1] == 2:
+        if data.X_train.shape[1] == 2 and not regression:
             titles = [f"{r['hidden']} hidden: {100 * (r['test_accuracy'] or 0):.1f}%" for r in rows]
             path = plot.boundary_grid(models, titles, data.X_test, data.y_test, plot_dir / "sweep_boundaries.png")
         else:
-            path = plot.accuracy_vs_width([r["hidden"] for r in rows], [r["train_accuracy"] or 0 for r in rows],
-                                          [r["test_accuracy"] or 0 for r in rows], plot_dir / "sweep_accuracy.png")
+            path = plot.accuracy_vs_width([r["hidden"] for r in rows], [r[f"train_{score}"] or 0 for r in rows],
+                                          [r[f"test_{score}"] or 0 for r in rows], plot_dir / "sweep_accuracy.png",
+                                          metric=shown if regression else "accuracy")
     if cfg.json:
         print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), "results": rows,
                           "blas_threads": blas_threads()}))

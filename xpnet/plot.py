@@ -115,14 +115,16 @@ def boundary_grid(models: Sequence, titles: Sequence[str], X: np.ndarray, y: np.
     return _save(fig, path)
 
 
-def accuracy_vs_width(widths: Sequence[int], train_acc: Sequence[float], test_acc: Sequence[float], path) -> Path:
-    """Train and test accuracy against hidden width, log-scaled x (600 x 400 px)."""
+def accuracy_vs_width(widths: Sequence[int], train_acc: Sequence[float], test_acc: Sequence[float], path,
+                      metric: str = "accuracy") -> Path:
+    """Train and test accuracy (or another ``metric``, such as a regressor's R²) against hidden
+    width, log-scaled x (600 x 400 px)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(widths, train_acc, "o-", label="train")
     ax.plot(widths, test_acc, "s-", label="test")
     ax.set_xscale("log")
-    ax.set(xlabel="hidden units", ylabel="accuracy", title="accuracy vs hidden width")
+    ax.set(xlabel="hidden units", ylabel=metric, title=f"{metric} vs hidden width")
     ax.legend()
     fig.tight_layout()
     return _save(fig, path)
