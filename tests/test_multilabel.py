@@ -104,3 +104,44 @@ def test_cli_refuses_multilabel_rows_for_softmax_or_regression(host_device, tmp_
     np.savez(tmp_path / "bad.npz", X=X, y=Y * 2)
     assert run(["train", "--device", host_device, "--data", str(tmp_path / "bad.npz"), "--epochs", "1"]) == 2
     assert "a 2-D y holds multi-label rows, 0 or 1" in capsys.readouterr().err
+
+
+def _csv(path, n: int, seed: int):
+    X, Y = _labels(n, seed)
+    with open(path, "w") as f:
+        f.write("f0,f1,f2,f3,red,green,blue\n")
+        for x, y in zip(X, Y):
+            f.write(",".join(f"{v:.5f}" for v in x) + "," + ",".join(map(str, y)) + "\n")
+    return Y
+
+
+@pytest.mark.parametrize("flags", [["--label-column", "red", "--label-column", "green", "--label-column", "blue"],
+                                   ["--label-column", "red:blue"], ["--label-column", "4:6"]])
+def test_cli_multilabel_csv_columns(tmp_path, capsys, flags):
+    Y = _csv(tmp_path / "d.csv", 400, 7)
+    model = tmp_path / "m.npz"
+    assert run(["train", "--data", str(tmp_path / "d.csv"), *flags, "--epochs", "20", "--save", str(model),
+                "--json", "--quiet"]) == 0
+    assert last_json(capsys.readouterr().out)["test_accuracy"] > 0.8
+    assert xpnet.load(model).classes.tolist() == ["red", "green", "blue"]  # the header names them
+    # evaluate finds the label columns in the model file's record; predict drops them by the same record
+    assert run(["evaluate", "--model", str(model), "--data", str(tmp_path / "d.csv"), "--split", "test", "--json"]) == 0
+    assert last_json(capsys.readouterr().out)["samples"] == 80
+    assert run(["predict", "--model", str(model), "--data", str(tmp_path / "d.csv"), "--json"]) == 0
+    predicted = np.array(last_json(capsys.readouterr().out)["predictions"])
+    assert predicted.shape == (400, 3) and np.mean(np.all(predicted == Y, axis=1)) > 0.8
+
+
+def test_cli_multilabel_csv_bad_columns(tmp_path, capsys):
+    _csv(tmp_path / "d.csv", 40, 8)
+    cases = {("--label-column", "blue:red"): "the range ends (column 4) before it starts (column 6)",
+             ("--label-column", "red", "--label-column", "red"): "names column 'red' twice",
+             ("--label-column", "f0:blue"): "takes all 7 columns",
+             ("--label-column", "f0", "--label-column", "red"): None}
+    for flags, message in cases.items():
+        code = run(["train", "--data", str(tmp_path / "d.csv"), *flags, "--epochs", "1", "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        if message is None:  # f0 holds real numbers: no multi-label rows
+            assert code == 2 and "a 2-D y holds multi-label rows, 0 or 1" in err[-1]
+        else:
+            assert code == 2 and len(err) == 1 and message in err[0], err

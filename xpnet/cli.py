@@ -44,7 +44,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N
     dataset: str = "mnist"  # see xpnet.data.DATASETS
     data: str | None = None  # user file (.npz with X, y / .csv); overrides --dataset
-    label_column: int | str = -1  # for .csv files: an index or a header name
+    label_column: int | str | list = -1  # for .csv files: an index or a header name; several (or A:B): multi-label
     delimiter: str | None = None  # for .csv files; None: detected
     scale: str | None = None  # auto | none | standard | minmax; None: auto for --data, none for built-in sets
     data_dir: str | None = None  # download cache for mnist-full
@@ -249,8 +249,9 @@ def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> Non
     p.add_argument("--data", metavar="FILE",
                    help=".npz with arrays X and y, or .csv (.tsv: tabs) with the label in the last column; - reads a "
                         ".csv from standard input")
-    p.add_argument("--label-column", type=_column, metavar="N|NAME",
-                   help="label column of a .csv: an index (negative from the end) or a header name "
+    p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
+                   help="label column of a .csv: an index (negative from the end) or a header name; given several "
+                        "times, or as a range FIRST:LAST (both included), the 0/1 columns of a multi-label file "
                         f"(default: {recorded if from_model else ''}-1, the last)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
                    help=f"field separator of a .csv (default: {recorded if from_model else ''}detected among , ; tab "
@@ -369,8 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     p.add_argument("--data", required=True, metavar="FILE",
                    help=".npz with array X, or .csv (.tsv: tabs) of features; - reads a .csv from standard input")
-    p.add_argument("--label-column", type=_column, metavar="N|NAME",
-                   help="column to drop from a .csv with one extra column: an index or a header name (default: -1)")
+    p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
+                   help="column to drop from a .csv with one extra column: an index or a header name; several, or a "
+                        "range FIRST:LAST, for a multi-label model's label columns (default: -1, or the columns the "
+                        "model was trained with)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR", help="field separator of a .csv (default: detected)")
     p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
@@ -409,7 +412,14 @@ def _train_config(args: argparse.Namespace, command: str) -> TrainConfig:
         if preset_command != command:
             raise UsageError(f"--preset {preset} is for 'xpnet {preset_command}', not 'xpnet {command}'")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
+    if "label_column" in given:
+        given["label_column"] = _label_columns(given["label_column"])
     return TrainConfig(**{k: v for k, v in {**settings, **given}.items() if k in names})
+
+
+def _label_columns(given: list):
+    """--label-column as given once (an index or name) or several times (a list: multi-label)."""
+    return given[0] if len(given) == 1 else list(given)
 
 
 def _make_optimizer(cfg: TrainConfig):
@@ -431,8 +441,8 @@ def _notes(notes: list[str], quiet: bool) -> None:
             print(f"xpnet: note: {note}", file=sys.stderr)
 
 
-def _read_labelled_file(path: str, label_column: int | str, delimiter: str | None = None, quiet: bool = False,
-                        identity: dict | None = None):
+def _read_labelled_file(path: str, label_column, delimiter: str | None = None, quiet: bool = False,
+                        identity: dict | None = None, label_names: list | None = None):
     """``(X, y)`` of a user file, with the labels the CLI needs: one per row, or a row of 0/1 per
     row (multi-label). ``identity``, when a dict, gets the file's name, size and SHA-256 (of the
     bytes read: a stream is read once)."""
@@ -441,7 +451,7 @@ def _read_labelled_file(path: str, label_column: int | str, delimiter: str | Non
     from .data import load_file
 
     notes: list[str] = []
-    X, y = load_file(path, label_column, delimiter, notes, identity)
+    X, y = load_file(path, label_column, delimiter, notes, identity, label_names=label_names)
     _notes(notes, quiet)
     if y is None:
         raise UsageError(f"--data {path!r} has no labels: expected an array 'y' (or a label column in a .csv)")
@@ -487,11 +497,12 @@ def _load_data(dataset: str, data: str | None, label_column: int | str, seed: in
     from .validate import check_features
 
     identity: dict = {}
-    X, y = _read_labelled_file(data, label_column, delimiter, quiet, identity)
+    label_names: list = []
+    X, y = _read_labelled_file(data, label_column, delimiter, quiet, identity, label_names)
     if len(X) < 2:
         raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
     check_features(X, X.shape[1] if X.ndim == 2 else 0)  # every row, test rows too, before any work
-    classes = _classes_of(y)
+    classes = _classes_of(y) if y.ndim == 1 else (np.asarray(label_names) if label_names else None)  # labels' names
     name = identity["file"]
     split = _split(X, y, test_fraction, name, 0, seed)
     record = {"source": "file", **identity, "label_column": label_column, "delimiter": delimiter,
@@ -526,7 +537,7 @@ def _choose_task(cfg: TrainConfig, data, classes, given: set[str]):
             asked = "--task regression" if cfg.task == "regression" else f"--output {cfg.output}"
             raise UsageError(f"--data {cfg.data!r} has multi-label rows ({y.shape[1]} labels of 0/1 per row): they are "
                              f"classified by one --output sigmoid unit per label, not {asked}")
-        return dataclasses.replace(cfg, output="sigmoid"), data._replace(n_classes=y.shape[1]), None
+        return dataclasses.replace(cfg, output="sigmoid"), data._replace(n_classes=y.shape[1]), classes
     text = classes is not None and classes.dtype.kind not in "iuf"
     whole = y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
     task = cfg.task
@@ -1118,7 +1129,8 @@ def _evaluation_rows(args: argparse.Namespace, model):
     split = getattr(args, "split", None)
     data = getattr(args, "data", None)
     if data is not None:
-        label_column = getattr(args, "label_column", record.get("label_column", -1))
+        label_column = _label_columns(args.label_column) if hasattr(args, "label_column") else \
+            record.get("label_column", -1)
         delimiter = getattr(args, "delimiter", record.get("delimiter"))
         identity: dict = {}
         X, y = _read_labelled_file(data, label_column, delimiter, getattr(args, "quiet", False) or getattr(args, "json", False),
@@ -1232,7 +1244,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"Hamming loss {scores['hamming_loss']:.4f} (share of labels wrong)")
             if not quiet:
                 print("per label (macro: the unweighted mean over the labels):")
-                print(format_class_report(names, prf, macro))
+                print(format_class_report(names, prf, macro, what="label"))
         else:
             print(f"accuracy {100 * scores['accuracy']:.2f}%")
             if not quiet:
@@ -1273,17 +1285,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = _saved_model(args)
     n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
     is_csv = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv")
+    if hasattr(args, "label_column"):
+        label_column = _label_columns(args.label_column)
+    else:  # a multi-label model's file may still hold the label columns it was trained with
+        recorded = (model.data_info or {}).get("label_column") if model.multilabel else None
+        label_column = recorded if isinstance(recorded, (list, str)) and recorded != -1 else -1
+    n_labels = len(label_column) if isinstance(label_column, list) else (
+        model.sizes[-1] if isinstance(label_column, str) and model.multilabel and ":" in label_column else 1)
     with regular_file(args.data) as path:  # a stream (--data -, a named pipe) is read once
         try:
             X, _ = load_file(path, label_column=None, delimiter=delimiter, notes=notes, name=args.data)
-            extra = X.ndim == 2 and X.shape[1] == n_in + 1
+            extra = X.ndim == 2 and X.shape[1] == n_in + n_labels
         except ValueError:
             if not is_csv:
                 raise  # a missing or unreadable file: its own one-line message
             extra = True  # e.g. a text label column that cannot be read as a feature: try it as the labels
         if extra and is_csv:  # one extra column: the labels, dropped
             notes = []
-            X, _ = load_file(path, label_column=getattr(args, "label_column", -1), delimiter=delimiter, notes=notes,
+            X, _ = load_file(path, label_column=label_column, delimiter=delimiter, notes=notes,
                              name=args.data)
     _notes(notes, json_out)
     if X.ndim != 2 or X.shape[1] != n_in:

@@ -202,7 +202,7 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, data_dir=
 # ------------------------------------------------------------------ user files
 def load_file(path, label_column: int | str | None = -1, delimiter: str | None = None,
               notes: list[str] | None = None, identity: dict | None = None,
-              name: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+              name: str | None = None, label_names: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or a ``.csv`` with one label column.
 
     Args:
@@ -212,7 +212,9 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
         label_column: for a ``.csv``, the label's column: an int index (negative counts from the
             end; default -1, the last) or a header name (str); ``None`` reads every column as a
             feature and returns ``y = None``. An unnamed leading index column is dropped first,
-            so indices count the remaining columns.
+            so indices count the remaining columns. Several label columns (multi-label: one
+            0/1 column per label) are a list of indices or names, or a range ``"FIRST:LAST"``
+            of either, both ends included (as pandas' ``.loc`` slices names).
         delimiter: for a ``.csv``, ``None`` detects ``,`` ``;`` tab or runs of spaces from the
             first lines (a ``.tsv``: tab); or one character (``" "`` for runs of whitespace).
             With ``;`` a decimal comma (``1,5``) is read as ``1.5``.
@@ -223,10 +225,13 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
             ``bytes`` and ``sha256`` (of a stream, taken as it is read).
         name: what messages call the file (default ``path``): the name a user gave for a
             stream that :func:`regular_file` has copied.
+        label_names: when a list, gets the names of a ``.csv``'s label columns (header names,
+            else their indices), one per column of a 2-D ``y``.
 
     Returns:
         ``(X, y)``: ``X`` is ``(m, n)``, float64 from a ``.csv``, as stored in an ``.npz`` (images
-        ``(m, a, b, ...)`` flattened to ``(m, a*b*...)``). ``y`` is ``(m,)``: int64 when every
+        ``(m, a, b, ...)`` flattened to ``(m, a*b*...)``). ``y`` is ``(m, k)`` for ``k`` label
+        columns (int64 when whole numbers), else ``(m,)``: int64 when every
         label is a whole number within +-2**53 (where float64 holds every integer exactly),
         float64 for other real-valued targets, a str array when a ``.csv``'s labels are text,
         the class index of a one-hot ``(m, k)`` ``y`` in an ``.npz``, any other ``y`` as stored;
@@ -244,8 +249,11 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
             raise ValueError(f"--data {shown!r} is a directory: expected a .npz, .csv or .tsv file")
         if not p.exists():
             raise ValueError(f"--data {shown!r} does not exist: expected a .npz, .csv or .tsv file")
-    if label_column is not None and (isinstance(label_column, bool) or not isinstance(label_column, (int, np.integer, str))):
-        raise ValueError(f"--label-column {label_column!r} is not valid: expected a column index (int) or a header name (str)")
+    columns = list(label_column) if isinstance(label_column, (list, tuple)) else [label_column]
+    if label_column is not None and (not columns or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer, str)) for c in columns)):
+        raise ValueError(f"--label-column {label_column!r} is not valid: expected a column index (int) or a header name "
+                         "(str), several of them, or a range 'FIRST:LAST'")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"#\r\n.0123456789+-"):
         raise ValueError(f"--delimiter {delimiter!r} is not valid: expected one character such as ',' ';' or a tab "
                          "(' ' for runs of spaces), or none to detect it")
@@ -258,7 +266,7 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
             X, y = _load_npz(regular, notes, shown)
         else:
             X, y = _load_csv(regular, label_column, "\t" if delimiter is None and suffix == ".tsv" else delimiter,
-                             notes, shown)
+                             notes, shown, label_names)
     if y is not None and y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
             and (y.size == 0 or np.max(np.abs(y)) <= EXACT_INTEGERS):
         y = y.astype(np.int64)  # within +-2**53 every whole float64 is the integer the file wrote
@@ -504,6 +512,43 @@ def _sniff_csv(p: Path, what: str, label_column, delimiter: str | None, notes: l
                       trailing)
 
 
+def _column_name(fmt: _CsvFormat, col: int) -> str:
+    """A kept column as messages name it: its header name, else its index."""
+    return repr(fmt.names[col]) if fmt.names else str(col)
+
+
+def _label_indices(shown: str, fmt: _CsvFormat, label_column) -> list[int] | None:
+    """The label columns' positions among the columns kept: one, several (a list, or a range
+    ``"FIRST:LAST"``, both ends included), or None; at least one column is left for features."""
+    if label_column is None:
+        return None
+    if isinstance(label_column, str) and ":" in label_column and not (fmt.names and label_column in fmt.names):
+        first, last = (_as_column(v) for v in label_column.split(":", 1))
+        a, b = _label_index(shown, fmt, first), _label_index(shown, fmt, last)
+        if b < a:
+            raise ValueError(f"--label-column {label_column!r}: the range ends (column {b}) before it starts (column "
+                             f"{a}): expected FIRST:LAST in the file's order")
+        cols = list(range(a, b + 1))
+    elif isinstance(label_column, (list, tuple)):
+        cols = [_label_index(shown, fmt, c) for c in label_column]
+    else:
+        return [_label_index(shown, fmt, label_column)]
+    repeated = sorted({c for c in cols if cols.count(c) > 1})
+    if repeated:
+        raise ValueError(f"--label-column names column {_column_name(fmt, repeated[0])} twice: expected each label "
+                         "column once")
+    if len(cols) >= fmt.n_fields - fmt.index:
+        raise ValueError(f"--label-column {label_column!r} takes all {len(cols)} columns of {shown!r}: expected at "
+                         "least one feature column left")
+    return cols
+
+
+def _as_column(text: str) -> int | str:
+    """A range end as an index when it is an integer, else as a header name."""
+    text = text.strip()
+    return int(text) if _INTEGER.fullmatch(text) else text
+
+
 def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
     """The label's position among the columns kept (index column dropped), or None."""
     n = fmt.n_fields - fmt.index
@@ -528,13 +573,28 @@ def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
 
 
 def _load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
-              shown: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+              shown: str | None = None, label_names: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Sniff the format from the first lines, then let np.loadtxt (C) read the bulk; ``shown``:
     the name messages give the file (default ``p``)."""
     shown = shown or str(p)
     what = f"--data {shown!r}"
-    fmt = _sniff_csv(p, what, label_column, delimiter, notes)
-    col = _label_index(shown, fmt, label_column)
+    if isinstance(label_column, (list, tuple)):  # a name among them marks a header as a name does alone
+        label_column = label_column[0] if len(label_column) == 1 else list(label_column)
+    named = next((c for c in label_column if isinstance(c, str)), None) if isinstance(label_column, list) else label_column
+    fmt = _sniff_csv(p, what, named, delimiter, notes)
+    cols = _label_indices(shown, fmt, label_column)
+    if cols is not None and len(cols) > 1:  # multi-label: numeric 0/1 columns, read with the features
+        for c in cols:
+            if not _is_number(fmt.first_row[fmt.index + c], fmt.decimal_comma):
+                raise ValueError(f"--label-column {_column_name(fmt, c)} of {shown!r} holds text "
+                                 f"({fmt.first_row[fmt.index + c].strip()[:20]!r} on line {fmt.first_line}): several label "
+                                 "columns are multi-label rows of 0 and 1")
+        if label_names is not None:
+            label_names[:] = [fmt.names[c] if fmt.names else c for c in cols]
+        table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
+        y = table[:, [fmt.index + c for c in cols]].copy()
+        return _drop_columns(table, ({0} if fmt.index else set()) | {fmt.index + c for c in cols}), y
+    col = None if cols is None else cols[0]
     if col is not None and not _is_number(fmt.first_row[fmt.index + col], fmt.decimal_comma):
         # Text labels ("setosa"): the features as numbers, then the label column as strings.
         name = repr(fmt.names[col]) if fmt.names else str(col + 1)

@@ -94,15 +94,16 @@ def regression_scores(y_true, y_pred) -> dict[str, float | None]:
     return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())), "r2": r2}
 
 
-def format_class_report(names, scores: dict[str, np.ndarray], macro: dict[str, float | None]) -> str:
+def format_class_report(names, scores: dict[str, np.ndarray], macro: dict[str, float | None], what: str = "class") -> str:
     """Per-class precision, recall, F1 (as percentages; n/a where undefined) and support as
-    aligned text, one row per class in ``names`` and a last row of macro averages."""
+    aligned text, one row per class in ``names`` (``what`` heads their column: ``"label"`` for
+    multi-label) and a last row of macro averages."""
     def pct(v):
         return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
     names = [str(n) for n in names]
     first = max(5, *map(len, names))
-    lines = [f"{'class':>{first}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}"]
+    lines = [f"{what:>{first}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}"]
     for i, name in enumerate(names):
         lines.append(f"{name:>{first}}  {pct(scores['precision'][i]):>9}  {pct(scores['recall'][i]):>7}  "
                      f"{pct(scores['f1'][i]):>7}  {int(scores['support'][i]):>7}")
