@@ -228,5 +228,5 @@ def test_bad_cached_file_is_reported(host_backend, tmp_path, mirror):
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_small_splits_keep_a_row_on_each_side(host_backend, n):
     X, y = np.arange(2 * n, dtype=np.float32).reshape(n, 2), np.arange(n) % 2
-    d = data._split(X, y, 0.2, "tiny", 2, 0)
+    d = data.split(X, y, 0.2, "tiny", 2, 0)
     assert len(d.X_test) >= 1 and len(d.X_train) >= 1 and len(d.X_test) + len(d.X_train) == n

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from xpnet import data
+from xpnet import csvfile
 from xpnet.data import load_file
 
 
@@ -194,7 +194,7 @@ def test_bad_label_and_delimiter_arguments(host_backend, tmp_path):
 # ------------------------------------------------------------------ large files: the in-place column drop
 @pytest.mark.parametrize("label", [0, 3, -1])
 def test_columns_dropped_in_place_across_blocks(host_backend, tmp_path, monkeypatch, label):
-    monkeypatch.setattr(data, "_BLOCK", 64)  # many small blocks, each overlapping where it came from
+    monkeypatch.setattr(csvfile, "_BLOCK", 64)  # many small blocks, each overlapping where it came from
     rng = np.random.default_rng(0)
     table = np.column_stack([np.arange(500), rng.standard_normal((500, 6)).round(6)])
     path = tmp_path / "big.csv"
