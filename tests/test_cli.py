@@ -248,18 +248,18 @@ def test_threads_flag_sets_the_blas_threads(device, capsys):
 
 
 def test_default_threads_rule(device, monkeypatch, capsys):
-    from xpnet import cli
+    from xpnet.cli import threads
 
-    for name in cli.THREAD_VARIABLES:
+    for name in threads.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    for cores, threads in ((1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
-        monkeypatch.setattr(cli, "usable_cores", lambda cores=cores: cores)
-        assert cli.default_threads() == threads, cores
-    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    for cores, count in ((1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(threads, "usable_cores", lambda cores=cores: cores)
+        assert threads.default_threads() == count, cores
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     assert run(["train", "--device", device, *FAST, "--json"]) == 0
     assert last_json(capsys.readouterr().out)["blas_threads"] == 1
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's own setting is left to the BLAS
-    assert cli.default_threads() is None
+    assert threads.default_threads() is None
 
 
 def test_bench_pins_every_implementation_to_one_thread_count(host_device, monkeypatch):

@@ -181,32 +181,54 @@ def test_the_counter_counts():
 RANKS = {
     "_version": 0, "backend": 0, "validate": 0, "activations": 0, "metrics": 0,
     "losses": 1, "preprocess": 1, "optim": 1, "io": 2, "csvfile": 2, "data": 3, "model": 3, "history": 3,
-    "checkpoint": 4, "distributed": 4, "train": 5, "opcount": 6, "plot": 6, "sklearn": 6, "bench": 7, "cli": 8,
-    "_launch": 9, "__main__": 10,
+    "checkpoint": 4, "distributed": 4, "train": 5, "opcount": 6, "plot": 6, "sklearn": 6, "bench": 7,
+    "cli.threads": 8, "cli.flags": 9, "cli.files": 10, "cli.reports": 10, "cli.train": 11, "cli.evaluate": 11,
+    "cli.tools": 11, "cli": 12, "_launch": 13, "__main__": 14,
 }
 
 
-def _xpnet_imports(path: Path) -> set[str]:
+def _modules(package: Path) -> dict[str, Path]:
+    """Every module of the package and its sub-packages by dotted name under ``xpnet``: a
+    sub-package's ``__init__.py`` is the sub-package itself (``cli``), its files ``cli.flags``."""
+    found = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts != ("__init__",):  # the package itself: xpnet/__init__.py
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _ranked(parts: list[str]) -> str:
+    """The module ``xpnet.<parts>`` names (the longest ranked prefix; a name imported from a module
+    is that module); ``__init__`` for the package itself."""
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in RANKS:
+            return ".".join(parts[:n])
+    return ".".join(parts) or "__init__"
+
+
+def _xpnet_imports(name: str, path: Path) -> set[str]:
+    """The ranked modules that module ``name`` (at ``path``) imports, at the top or in a function."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]  # where "." points
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module)
-            elif node.level == 1:  # from . import name: a module, or a name from the package itself
-                found |= {a.name if a.name in RANKS else "__init__" for a in node.names}
-            elif node.module and node.module.startswith("xpnet"):
-                found.add(node.module.split(".", 1)[1] if "." in node.module else "__init__")
+            if node.level:  # relative: each dot after the first goes one package up
+                base = package[:len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "xpnet":
+                base = node.module.split(".")[1:]
+            else:
+                continue
+            found |= {_ranked(base + [a.name]) for a in node.names}  # from . import plot: the module plot
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".", 1)[1] for a in node.names if a.name.startswith("xpnet.")}
-            found |= {"__init__" for a in node.names if a.name == "xpnet"}  # the package itself
-    return {name.split(".")[0] for name in found}
+            found |= {_ranked(a.name.split(".")[1:]) for a in node.names if a.name.split(".")[0] == "xpnet"}
+    return found
 
 
 def test_the_package_imports_one_way():
-    package = Path(xpnet.__file__).parent
-    modules = {p.stem for p in package.glob("*.py")} - {"__init__"}
-    assert modules == set(RANKS), "rank every module: " + str(modules ^ set(RANKS))
-    upward = [(m, i) for m in modules for i in _xpnet_imports(package / f"{m}.py")
+    modules = _modules(Path(xpnet.__file__).parent)
+    assert set(modules) == set(RANKS), "rank every module: " + str(set(modules) ^ set(RANKS))
+    upward = [(m, i) for m, path in modules.items() for i in _xpnet_imports(m, path)
               if i == "__init__" or RANKS.get(i, 99) >= RANKS[m]]
     assert not upward, f"imports that go up or sideways: {upward}"
 

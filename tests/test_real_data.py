@@ -263,7 +263,7 @@ class _Stdin:
 def test_ctrl_c_after_the_last_epoch_says_the_checkpoint_is_complete(tmp_path, monkeypatch, capsys):
     import signal
 
-    from xpnet import cli
+    from xpnet.cli import train as cli_train
     from xpnet.train import Callback
 
     class SignalAtTheEnd(Callback):
@@ -278,13 +278,13 @@ def test_ctrl_c_after_the_last_epoch_says_the_checkpoint_is_complete(tmp_path, m
     X, y = xpnet.make_moons(80, seed=0)
     np.savez(tmp_path / "d.npz", X=X, y=y)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_progress", lambda cfg, n_test: SignalAtTheEnd())
+    monkeypatch.setattr(cli_train, "progress_display", lambda cfg, n_test: SignalAtTheEnd())
     argv = ["train", "--data", "d.npz", "--epochs", "3", "--checkpoint", "ck.npz", "--save", "m.npz"]
     assert run(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "every epoch was trained and the checkpoint ck.npz holds the finished model" in err, err
     assert "--resume ck.npz does them" in err and not (tmp_path / "m.npz").exists()
-    monkeypatch.setattr(cli, "_progress", lambda cfg, n_test: None)
+    monkeypatch.setattr(cli_train, "progress_display", lambda cfg, n_test: None)
     assert run([*argv, "--resume", "ck.npz", "--json"]) == 0  # the command it printed: trains nothing more
     assert last_json(capsys.readouterr().out)["epochs"] == 3 and (tmp_path / "m.npz").exists()
 

@@ -277,13 +277,13 @@ def test_no_command_prints_the_help(host_device, capsys):
 
 
 def test_sweep_interrupt_does_not_suggest_a_checkpoint(host_device, monkeypatch, capsys):
-    from xpnet import cli
+    from xpnet import model
     from xpnet.train import TrainingInterrupted
 
     def interrupted(*args, **kwargs):
         raise TrainingInterrupted(signal.SIGINT, 3, 7, None)
 
-    monkeypatch.setattr(cli, "_train_one", interrupted)
+    monkeypatch.setattr(model, "MLP", interrupted)  # stops the sweep's first net before it resolves a device
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         code = run(["sweep", "--device", host_device, "--dataset", "moons", "--hidden", "2,4"])
