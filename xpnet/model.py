@@ -23,12 +23,12 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-import array_api_compat
 import numpy as np
 
 from . import io
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
+from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
 from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler
 from .validate import check_choice, check_features, check_targets
@@ -50,35 +50,6 @@ def batch_spans(m: int, batch_size: int | None) -> list[tuple[int, int]]:
     """
     size = m if batch_size is None else min(batch_size, m)
     return [(s, min(s + size, m)) for s in range(0, m, size)]
-
-
-def _preview(values, limit: int = 6) -> str:
-    """``[3, 7]`` or ``[0, 1, 2, 3, 4, 5, ...] (12 in all)`` for messages."""
-    values = [v.item() if hasattr(v, "item") else v for v in values]
-    shown = ", ".join(repr(v) for v in values[:limit])
-    return f"[{shown}]" if len(values) <= limit else f"[{shown}, ...] ({len(values)} in all)"
-
-
-def check_classes(classes: Any, n_classes: int) -> np.ndarray:
-    """A class list as a 1-D host array of distinct integers or strings, ``n_classes`` long."""
-    arr = np.asarray(list(classes) if not isinstance(classes, np.ndarray) else classes)
-    if arr.dtype.kind == "b":
-        arr = arr.astype(np.int64)
-    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)
-    if arr.dtype.kind == "O" and arr.size and all(isinstance(v, str) for v in arr.tolist()):
-        arr = arr.astype(str)
-    if arr.ndim != 1 or arr.dtype.kind not in "iuU":
-        raise ValueError(f"classes={_preview(arr.ravel().tolist())} is not a class list: "
-                         "expected a 1-D list of integers or of strings")
-    if arr.dtype.kind in "iu":
-        arr = arr.astype(np.int64)
-    if len(np.unique(arr)) != len(arr):
-        raise ValueError(f"classes={_preview(arr.tolist())} repeats a class: expected distinct classes")
-    if len(arr) != n_classes:
-        raise ValueError(f"classes={_preview(arr.tolist())} has {len(arr)} classes but the network predicts "
-                         f"{n_classes}: expected {n_classes} classes")
-    return arr
 
 
 def _check_range(X: np.ndarray, dtype: str, name: str) -> None:
@@ -292,7 +263,7 @@ class MLP:
         self.dtype = check_choice(dtype, "dtype", DTYPES)
         self._layout()
         if classes is not None and not self.takes_labels:
-            raise ValueError(f"classes={_preview(list(classes))} with a single identity output: a regressor has no classes")
+            raise ValueError(f"classes={preview(list(classes))} with a single identity output: a regressor has no classes")
         self.classes = None if classes is None else check_classes(classes, self.n_label_values)
         if multilabel is not None and not isinstance(multilabel, bool):
             raise ValueError(f"multilabel={multilabel!r} is not valid: expected True, False or None (decided by fit)")
@@ -449,7 +420,7 @@ class MLP:
 
             self.multilabel = as_array(y, "y").ndim == 2  # scikit-learn's rule: an indicator matrix is multi-label
         if y is not None and self.classes is None and self.takes_labels and not self.multilabel:
-            self.classes = self._infer_classes(y, X.shape[0])
+            self.classes = infer_classes(y, X.shape[0], self.sizes[-1])
             self._device_cache.clear()
         if y is not None and self._target_scale_to_fit is not None:
             Y, is_labels = check_targets(y, X.shape[0], self.sizes[-1], self.output)
@@ -461,35 +432,6 @@ class MLP:
             self._target_scale_to_fit = None
             self._device_cache.clear()
 
-    def _infer_classes(self, y, m: int) -> np.ndarray | None:
-        """The class list for label vector ``y``; ``None`` for 2-D targets or non-labels
-        (and for a ``y`` of the wrong length, which the target check then reports)."""
-        from .validate import as_array
-
-        y = as_array(y, "y")
-        if y.ndim != 1 or y.shape[0] != m:
-            return None  # one-hot or probability targets: outputs are the classes 0..k-1
-        y = to_numpy(y)
-        k = self.n_label_values
-        if y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
-            if y.size and y.min() >= 0 and y.max() < k:
-                return np.arange(k, dtype=np.int64)  # labels that are already output indices
-        elif y.dtype.kind not in "UO":
-            return None  # real-valued targets: check_targets says what is wrong
-        found = np.unique(y.astype(str) if y.dtype.kind == "O" else y)
-        if len(found) != k:
-            unit = "a single sigmoid unit, which tells 2 classes apart" if self.sizes[-1] == 1 else f"{k} outputs"
-            raise ValueError(f"y holds {len(found)} classes {_preview(found)} but the network has {unit}: "
-                             f"build it with sizes[-1]={len(found) if len(found) > 2 or self.sizes[-1] > 1 else 1} "
-                             "or pass classes=[...]")
-        return check_classes(found, k)
-
-    @property
-    def _identity_classes(self) -> bool:
-        """No class list, or the list ``0..k-1``: labels are output indices as they are."""
-        c = self.classes
-        return c is None or (c.dtype.kind == "i" and np.array_equal(c, np.arange(len(c))))
-
     def encode_labels(self, y, name: str = "y"):
         """Class labels ``(m,)`` to output indices ``0..k-1`` (int64), on the array's side.
 
@@ -497,57 +439,14 @@ class MLP:
         when the classes are ``0..k-1``, is returned as it is. A label not in
         :attr:`classes` is a ValueError naming it.
         """
-        from .validate import as_array
-
-        if self.classes is None and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "UO":
-            raise ValueError(f"{name} holds string labels {_preview(np.unique(y.astype(str)))} but the model has no "
-                             "class list: fit it on these labels first, or build it with classes=[...]")
-        if self._identity_classes or not self.takes_labels:
+        if not self.takes_labels and self.classes is not None:
             return y
-        y = as_array(y, name)
-        if y.ndim != 1:
-            return y
-        classes = self.classes
-        if not isinstance(y, np.ndarray) and array_api_compat.array_namespace(y) is not self.xp:
-            y = to_numpy(y)  # another library's array: look it up on the host
-        if isinstance(y, np.ndarray):
-            if y.dtype.kind == "O":
-                y = y.astype(str)
-            order = np.argsort(classes, kind="stable")
-            ordered = classes[order]
-            comparable = (y.dtype.kind in "U") == (ordered.dtype.kind == "U")
-            pos = np.clip(np.searchsorted(ordered, y), 0, len(ordered) - 1) if comparable and y.size else None
-            found = np.zeros(y.shape, bool) if pos is None else ordered[pos] == y
-            if not np.all(found):
-                raise ValueError(f"{name} has label(s) {_preview(np.unique(y[~found]))} that are not among the "
-                                 f"model's classes {_preview(classes)}")
-            return order[pos].astype(np.int64)
-        # a device array: numeric labels, looked up on the device
-        xp = self.xp
-        if classes.dtype.kind == "U" or not (xp.isdtype(y.dtype, "integral") or xp.isdtype(y.dtype, "real floating")):
-            raise ValueError(f"{name} is a {y.dtype} device array but the model's classes are "
-                             f"{_preview(classes)}: pass the labels as a NumPy array")
-        order = np.argsort(classes, kind="stable")
-        ordered = self.backend.asarray(classes[order].astype(np.float64))
-        yf = xp.astype(y, xp.float64)
-        pos = xp.clip(xp.searchsorted(ordered, yf), 0, len(classes) - 1)
-        if not bool(xp.all(xp.take(ordered, pos) == yf)):  # one read back
-            bad = to_numpy(y)[~np.isin(to_numpy(y), classes)]
-            raise ValueError(f"{name} has label(s) {_preview(np.unique(bad))} that are not among the "
-                             f"model's classes {_preview(classes)}")
-        return xp.take(self.backend.asarray(order.astype(np.int64)), pos)
+        return encode_labels(self.classes, y, self.backend, name)  # xpnet.labels.encode_labels
 
     def decode_labels(self, idx):
         """Output indices ``(m,)`` to class labels: a device array for integer classes,
         a host NumPy array of strings for string classes."""
-        if self._identity_classes:
-            return idx
-        if self.classes.dtype.kind == "U":
-            return self.classes[to_numpy(idx)]
-        table = self._device_cache.get("classes")
-        if table is None:
-            table = self._device_cache["classes"] = self.backend.asarray(self.classes)
-        return self.xp.take(table, idx)
+        return decode_labels(self.classes, idx, self.backend, self._device_cache)  # xpnet.labels.decode_labels
 
     def _scale_arrays(self, which: str = "scale"):
         """The input scaler's (``"scale"``) or target scaler's (``"target"``) shift and factor on

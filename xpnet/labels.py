@@ -1,0 +1,155 @@
+"""Class labels: a model's class list inferred from ``y``, labels encoded as output indices and decoded back.
+
+No model here: each function takes the class list (a 1-D host array of integers or strings, or
+``None`` for outputs that are their own classes ``0..k-1``) and, where labels live on a device,
+the :class:`~xpnet.backend.Backend`. :meth:`MLP.encode_labels <xpnet.MLP.encode_labels>` and
+:meth:`MLP.decode_labels <xpnet.MLP.decode_labels>` are thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .backend import Backend, to_numpy
+from .validate import as_array
+
+
+def preview(values, limit: int = 6) -> str:
+    """``[3, 7]`` or ``[0, 1, 2, 3, 4, 5, ...] (12 in all)``: a few values for an error message."""
+    values = [v.item() if hasattr(v, "item") else v for v in values]
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}]" if len(values) <= limit else f"[{shown}, ...] ({len(values)} in all)"
+
+
+def check_classes(classes: Any, n_classes: int) -> np.ndarray:
+    """A class list as a 1-D host array of distinct integers or strings, ``n_classes`` long."""
+    arr = np.asarray(list(classes) if not isinstance(classes, np.ndarray) else classes)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "O" and arr.size and all(isinstance(v, str) for v in arr.tolist()):
+        arr = arr.astype(str)
+    if arr.ndim != 1 or arr.dtype.kind not in "iuU":
+        raise ValueError(f"classes={preview(arr.ravel().tolist())} is not a class list: "
+                         "expected a 1-D list of integers or of strings")
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"classes={preview(arr.tolist())} repeats a class: expected distinct classes")
+    if len(arr) != n_classes:
+        raise ValueError(f"classes={preview(arr.tolist())} has {len(arr)} classes but the network predicts "
+                         f"{n_classes}: expected {n_classes} classes")
+    return arr
+
+
+def classes_of(y: np.ndarray) -> np.ndarray | None:
+    """The sorted distinct class labels of host label vector ``y`` ``(m,)``: int64 for integers
+    and booleans, strings for text; ``None`` for real-valued targets and for multi-label rows
+    ``(m, k)`` (whose labels are their columns)."""
+    if y.ndim == 2:
+        return None
+    if y.dtype.kind in "iub":
+        return np.unique(y).astype(np.int64)
+    if y.dtype.kind in "UO":
+        return np.unique(y.astype(str))
+    return None
+
+
+def infer_classes(y, m: int, n_out: int) -> np.ndarray | None:
+    """The class list for label vector ``y`` ``(m,)`` and a network of ``n_out`` outputs.
+
+    Integer labels all in ``0..k-1`` give ``0..k-1`` (``k`` is ``n_out``, or 2 for one unit); any
+    other labels give their sorted distinct values, which must number ``k`` (a ValueError says
+    how to build the network otherwise). ``None`` for 2-D targets or real-valued ones (and for a
+    ``y`` of the wrong length, which the target check then reports).
+    """
+    y = as_array(y, "y")
+    if y.ndim != 1 or y.shape[0] != m:
+        return None  # one-hot or probability targets: outputs are the classes 0..k-1
+    y = to_numpy(y)
+    k = max(n_out, 2)
+    if y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        if y.size and y.min() >= 0 and y.max() < k:
+            return np.arange(k, dtype=np.int64)  # labels that are already output indices
+    elif y.dtype.kind not in "UO":
+        return None  # real-valued targets: check_targets says what is wrong
+    found = np.unique(y.astype(str) if y.dtype.kind == "O" else y)
+    if len(found) != k:
+        unit = "a single sigmoid unit, which tells 2 classes apart" if n_out == 1 else f"{k} outputs"
+        raise ValueError(f"y holds {len(found)} classes {preview(found)} but the network has {unit}: "
+                         f"build it with sizes[-1]={len(found) if len(found) > 2 or n_out > 1 else 1} "
+                         "or pass classes=[...]")
+    return check_classes(found, k)
+
+
+def is_identity(classes: np.ndarray | None) -> bool:
+    """No class list, or the list ``0..k-1``: labels are output indices as they are."""
+    return classes is None or (classes.dtype.kind == "i" and np.array_equal(classes, np.arange(len(classes))))
+
+
+def encode_labels(classes: np.ndarray | None, y, backend: Backend, name: str = "y"):
+    """Class labels ``(m,)`` to output indices ``0..k-1`` (int64) through ``classes``, on the array's side.
+
+    A host ``y`` is looked up on the host, a device one on ``backend`` (one read back), another
+    library's array on the host. Anything but a label vector (2-D targets), and every ``y`` when
+    :func:`is_identity` holds, is returned as it is. A label not in ``classes``, or string labels
+    with no class list, is a ValueError naming ``name``.
+    """
+    if classes is None and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "UO":
+        raise ValueError(f"{name} holds string labels {preview(np.unique(y.astype(str)))} but the model has no "
+                         "class list: fit it on these labels first, or build it with classes=[...]")
+    if is_identity(classes):
+        return y
+    y = as_array(y, name)
+    if y.ndim != 1:
+        return y
+    xp = backend.xp
+    if not isinstance(y, np.ndarray) and array_api_compat.array_namespace(y) is not xp:
+        y = to_numpy(y)  # another library's array: look it up on the host
+    if isinstance(y, np.ndarray):
+        if y.dtype.kind == "O":
+            y = y.astype(str)
+        order = np.argsort(classes, kind="stable")
+        ordered = classes[order]
+        comparable = (y.dtype.kind in "U") == (ordered.dtype.kind == "U")
+        pos = np.clip(np.searchsorted(ordered, y), 0, len(ordered) - 1) if comparable and y.size else None
+        found = np.zeros(y.shape, bool) if pos is None else ordered[pos] == y
+        if not np.all(found):
+            raise ValueError(f"{name} has label(s) {preview(np.unique(y[~found]))} that are not among the "
+                             f"model's classes {preview(classes)}")
+        return order[pos].astype(np.int64)
+    # a device array: numeric labels, looked up on the device
+    if classes.dtype.kind == "U" or not (xp.isdtype(y.dtype, "integral") or xp.isdtype(y.dtype, "real floating")):
+        raise ValueError(f"{name} is a {y.dtype} device array but the model's classes are "
+                         f"{preview(classes)}: pass the labels as a NumPy array")
+    order = np.argsort(classes, kind="stable")
+    ordered = backend.asarray(classes[order].astype(np.float64))
+    yf = xp.astype(y, xp.float64)
+    pos = xp.clip(xp.searchsorted(ordered, yf), 0, len(classes) - 1)
+    if not bool(xp.all(xp.take(ordered, pos) == yf)):  # one read back
+        bad = to_numpy(y)[~np.isin(to_numpy(y), classes)]
+        raise ValueError(f"{name} has label(s) {preview(np.unique(bad))} that are not among the "
+                         f"model's classes {preview(classes)}")
+    return xp.take(backend.asarray(order.astype(np.int64)), pos)
+
+
+def decode_labels(classes: np.ndarray | None, idx, backend: Backend, cache: dict | None = None):
+    """Output indices ``(m,)`` to class labels: ``idx`` itself when :func:`is_identity` holds, a
+    device array on ``backend`` for integer classes, a host NumPy array for string classes.
+
+    ``cache``: a dict that keeps the device copy of ``classes`` (key ``"classes"``) between calls.
+    """
+    if is_identity(classes):
+        return idx
+    if classes.dtype.kind == "U":
+        return classes[to_numpy(idx)]
+    table = None if cache is None else cache.get("classes")
+    if table is None:
+        table = backend.asarray(classes)
+        if cache is not None:
+            cache["classes"] = table
+    return backend.xp.take(table, idx)
