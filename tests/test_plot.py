@@ -62,4 +62,4 @@ def test_misclassified_digits(host_backend, tmp_path):
 def test_without_matplotlib_the_message_says_how_to_install(host_backend, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     with pytest.raises(ValueError, match=r'pip install "matplotlib>=3.7"'):
-        plot._pyplot()
+        plot.pyplot()

@@ -18,7 +18,8 @@ PLOT_HINT = 'plotting needs matplotlib: pip install "matplotlib>=3.7" (from a ch
 DPI = 100
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the off-screen Agg backend; a ValueError with the install hint without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -30,7 +31,7 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=DPI)
@@ -41,7 +42,7 @@ def _save(fig, path) -> Path:
 def history_curves(history, path) -> Path:
     """Loss (train, validation) and accuracy curves per epoch, side by side (1000 x 400 px);
     a regressor, which has no accuracy, gets the loss panel alone (500 x 400 px)."""
-    plt = _pyplot()
+    plt = pyplot()
     accuracy = bool(history.train_accuracy or history.val_accuracy)
     fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(10 if accuracy else 5, 4), squeeze=False)
     ax_loss = axes[0, 0]
@@ -94,7 +95,7 @@ def decision_boundary(model, X: np.ndarray, y: np.ndarray, path, title: str = "d
     """The predicted class over the plane, with the points on top (2-D data; 600 x 600 px)."""
     if X.shape[1] != 2:
         raise ValueError(f"a decision boundary needs 2-D data; X has {X.shape[1]} features")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 6))
     _boundary(ax, model, X, y, title)
     fig.tight_layout()
@@ -103,7 +104,7 @@ def decision_boundary(model, X: np.ndarray, y: np.ndarray, path, title: str = "d
 
 def boundary_grid(models: Sequence, titles: Sequence[str], X: np.ndarray, y: np.ndarray, path) -> Path:
     """Decision boundaries of several models, 3 per row (the hidden-width sweep; 300 px per panel)."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(3, len(models))
     rows = -(-len(models) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
@@ -119,7 +120,7 @@ def accuracy_vs_width(widths: Sequence[int], train_acc: Sequence[float], test_ac
                       metric: str = "accuracy") -> Path:
     """Train and test accuracy (or another ``metric``, such as a regressor's R²) against hidden
     width, log-scaled x (600 x 400 px)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(widths, train_acc, "o-", label="train")
     ax.plot(widths, test_acc, "s-", label="test")
@@ -132,7 +133,7 @@ def accuracy_vs_width(widths: Sequence[int], train_acc: Sequence[float], test_ac
 
 def confusion(cm: np.ndarray, path, names: Sequence[str] | None = None) -> Path:
     """The confusion matrix as a heat map with counts (600 x 600 px); ``names`` label the classes."""
-    plt = _pyplot()
+    plt = pyplot()
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(cm, cmap="Blues")
@@ -150,7 +151,7 @@ def confusion(cm: np.ndarray, path, names: Sequence[str] | None = None) -> Path:
 
 def misclassified_digits(X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path, n: int = 36) -> Path:
     """Up to ``n`` misclassified 28x28 digits, titled "true -> predicted" (600 x 600 px)."""
-    plt = _pyplot()
+    plt = pyplot()
     wrong = np.flatnonzero(y_true != y_pred)[:n]
     side = 6
     fig, axes = plt.subplots(side, side, figsize=(6, 6))

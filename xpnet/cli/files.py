@@ -42,20 +42,6 @@ def read_labelled_file(path: str, label_column, delimiter: str | None = None, qu
     return X, y
 
 
-def _classes_of(y):
-    """The sorted distinct class labels of a label vector, or None for real-valued targets
-    (and for multi-label rows, whose labels are their columns)."""
-    import numpy as np
-
-    if y.ndim == 2:
-        return None
-    if y.dtype.kind in "iub":
-        return np.unique(y).astype(np.int64)
-    if y.dtype.kind in "UO":
-        return np.unique(y.astype(str))
-    return None
-
-
 def load_data(dataset: str, data: str | None, label_column: int | str, seed: int, test_fraction: float,
                data_dir: str | None, mirror: str | None, delimiter: str | None = None, quiet: bool = False):
     """``(Dataset, classes, record)`` from ``--data`` (split by ``test_fraction``) or ``--dataset``.
@@ -73,6 +59,7 @@ def load_data(dataset: str, data: str | None, label_column: int | str, seed: int
         d = load_dataset(dataset, seed, test_fraction, data_dir, mirror)
         record = {"source": "dataset", "name": dataset, "seed": seed, "test_fraction": test_fraction}
         return d, np.arange(d.n_classes, dtype=np.int64), record
+    from ..labels import classes_of
     from ..validate import check_features
 
     identity: dict = {}
@@ -81,7 +68,7 @@ def load_data(dataset: str, data: str | None, label_column: int | str, seed: int
     if len(X) < 2:
         raise UsageError(f"--data {data!r} has {len(X)} row(s): expected at least 2 (a train and a test sample)")
     check_features(X, X.shape[1] if X.ndim == 2 else 0)  # every row, test rows too, before any work
-    classes = _classes_of(y) if y.ndim == 1 else (np.asarray(label_names) if label_names else None)  # labels' names
+    classes = classes_of(y) if y.ndim == 1 else (np.asarray(label_names) if label_names else None)  # labels' names
     name = identity["file"]
     split = split_rows(X, y, test_fraction, name, 0, seed)
     record = {"source": "file", **identity, "label_column": label_column, "delimiter": delimiter,
@@ -93,9 +80,9 @@ def check_plot_dir(path: str | None) -> Path | None:
     """Check matplotlib and make the --plot directory before any work is done."""
     if path is None:
         return None
-    from ..plot import _pyplot
+    from ..plot import pyplot
 
-    _pyplot()  # ValueError with the install hint when matplotlib is missing
+    pyplot()  # ValueError with the install hint when matplotlib is missing
     import tempfile
 
     p = Path(path)

@@ -330,7 +330,6 @@ def _train_plots(model, history, data, plot_dir: Path) -> list[Path]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-
     cfg = train_config(args, "sweep")
     if cfg.layers is not None:
         raise UsageError("sweep takes --hidden, not --layers: each net has one hidden layer of each width")
