@@ -144,32 +144,33 @@ def _split_validation(X, y, fraction: float, seed: int):
     return d.X_train, d.y_train, (d.X_test, d.y_test)
 
 
-def _train_one(cfg: TrainConfig, data, layers, classes=None, record: dict | None = None, quiet: bool = False,
+def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict | None = None, quiet: bool = False,
                start=None, comm=None):
-    """Build (or take ``start``, a loaded model to fine-tune) and fit one model, across the ranks
-    of ``comm`` if given; returns (model, history, seconds). ``classes`` and ``record`` go into
-    the model file."""
+    """Build (or take ``start``, a loaded model to fine-tune) and fit one model on ``rows`` (the
+    ``(X, y, validation)`` of :func:`_split_validation`, split once by the caller), across the
+    ranks of ``comm`` if given; returns (model, history, seconds). ``classes`` and ``record`` go
+    into the model file."""
     from ..model import MLP
-    from ..preprocess import fit_scaler
     from ..train import EarlyStopping, fit
 
-    val_fraction = _val_fraction(cfg)
-    X, y, val = _split_validation(data.X_train, data.y_train, val_fraction, cfg.seed)
+    X, y, val = rows
     if start is not None:
         model = start
     else:
         kind = cfg.scale or ("auto" if cfg.data else "none")
-        scaler = fit_scaler(X, kind)  # on the rows trained on, not the validation or test rows
-        if scaler is not None and kind == "auto" and not (quiet or cfg.quiet):
-            print(f"xpnet: note: features span [{float(X.min()):g}, {float(X.max()):g}]: {scaler.describe()} "
-                  "on the training rows (--scale auto; --scale none keeps them as they are)", file=sys.stderr)
         regression = cfg.output == "identity" and classes is None
         model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
                     device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
                     classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
-                    scale=scaler, target_scale="standard" if regression else None,
+                    scale=kind, target_scale="standard" if regression else None,
                     multilabel=True if data.y_train.ndim == 2 else None)
-    model.data_info = None if record is None else {**record, "val_fraction": val_fraction}
+        # The model learns its input and target scaling from the rows it trains on (not the
+        # validation or test rows), as fit would: now, so that the note can say what it did.
+        model.prepare(X, y)
+        if model.scaler is not None and kind == "auto" and not (quiet or cfg.quiet):
+            print(f"xpnet: note: features span [{float(X.min()):g}, {float(X.max()):g}]: {model.scaler.describe()} "
+                  "on the training rows (--scale auto; --scale none keeps them as they are)", file=sys.stderr)
+    model.data_info = None if record is None else {**record, "val_fraction": _val_fraction(cfg)}
     if cfg.report == "nielsen":
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
     callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
@@ -239,9 +240,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, data, classes = _choose_task(cfg, data, classes, _given(args))
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
-    # the row counts of the validation split _train_one will make (the same seeded split, no features copied)
-    rows, _, val = _split_validation(data.X_train[:, :0], data.y_train, _val_fraction(cfg), cfg.seed)
-    counts = {"train_samples": len(rows), "validation_samples": 0 if val is None else len(val[1]),
+    rows = _split_validation(data.X_train, data.y_train, _val_fraction(cfg), cfg.seed)  # once: counted and trained on
+    val = rows[2]
+    counts = {"train_samples": len(rows[0]), "validation_samples": 0 if val is None else len(val[1]),
               "test_samples": len(data.X_test)}
     threads = blas_threads()
     if not cfg.quiet and not cfg.json and cfg.report != "nielsen":
@@ -250,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"layers {list(layers)}, {cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}, "
               f"{threads if threads is not None else 'unknown'} BLAS thread{'s' if threads != 1 else ''}"
               + (f" per rank, {comm.size} ranks" if comm is not None else ""), flush=True)
-    model, history, seconds = _train_one(cfg, data, layers, classes, record, start=start, comm=comm)
+    model, history, seconds = _train_one(cfg, data, layers, rows, classes, record, start=start, comm=comm)
     if comm is not None and comm.rank != 0:
         return 0  # every rank holds the same model and history: rank 0 reports and saves
     tested = len(data.X_test) > 0  # --test-fraction 0 holds out nothing
@@ -343,9 +344,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     score, shown = ("r2", "R²") if regression else ("accuracy", "acc")
     if not cfg.json:
         print(f"{'hidden':>6}  {'train ' + shown:>9}  {'test ' + shown:>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
+    rows_trained = _split_validation(data.X_train, data.y_train, _val_fraction(cfg), cfg.seed)  # once for every width
     for width in cfg.hidden:
         layers = _layers_for(cfg, data, hidden=(width,))
-        model, history, seconds = _train_one(cfg, data, layers, classes, record, quiet=True)
+        model, history, seconds = _train_one(cfg, data, layers, rows_trained, classes, record, quiet=True)
         tested = len(data.X_test) > 0  # --test-fraction 0 holds out nothing
         if regression:
             train, test = score_regression(model, data.X_train, data.y_train), {}
