@@ -235,6 +235,17 @@ def test_resume_with_other_optimizer_settings_is_refused_then_recorded(backend, 
     assert history.lr[-1] == pytest.approx(0.05 * 0.5)  # the new rate, on its cosine at epoch 2 of 2
 
 
+@pytest.mark.parametrize("forms", [("sklearn", "pytorch"), ("pytorch", "sklearn")])
+def test_resume_with_the_other_form_of_the_update_rule_is_refused(backend, tmp_path, forms):
+    X, y = _moons()
+    ck = tmp_path / "ck.npz"
+    xpnet.fit(xpnet.MLP([2, 8, 2], backend=backend), X, y, xpnet.SGD(0.1, momentum=0.9, form=forms[0]), epochs=1,
+              verbose=False, checkpoint=str(ck))
+    with pytest.raises(ValueError, match="other optimizer settings: form"):
+        xpnet.fit(xpnet.MLP([2, 8, 2], backend=backend), X, y, xpnet.SGD(0.1, momentum=0.9, form=forms[1]),
+                  epochs=2, verbose=False, resume=str(ck))
+
+
 # ------------------------------------------------------------ interruption
 class _SignalAt(Callback):
     def __init__(self, step):

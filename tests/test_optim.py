@@ -31,12 +31,13 @@ def test_sgd_matches_the_formula(backend, momentum, nesterov, wd):
         np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-13, atol=1e-15)
 
 
-@pytest.mark.parametrize("wd", [0.0, 0.05])
-def test_adam_matches_the_formula(backend, wd):
+@pytest.mark.parametrize("wd,form", [(0.0, "pytorch"), (0.05, "pytorch"), (0.0, "sklearn"), (0.05, "sklearn")])
+def test_adam_matches_the_formula(backend, wd, form):
+    """form="sklearn" adds eps to the uncorrected root: W - lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)."""
     rng = np.random.default_rng(1)
     ref, params = _state(backend, rng)
-    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
-    opt = xpnet.Adam(lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-3  # an eps large enough to tell the forms apart
+    opt = xpnet.Adam(lr, betas=(b1, b2), eps=eps, weight_decay=wd, form=form)
     m = [np.zeros_like(p) for p in ref]
     v = [np.zeros_like(p) for p in ref]
     for t in range(1, 5):
@@ -46,9 +47,32 @@ def test_adam_matches_the_formula(backend, wd):
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
             p = ref[i] * (1 - lr * wd) if ref[i].ndim == 2 else ref[i]
-            ref[i] = p - lr * (m[i] / (1 - b1**t)) / (np.sqrt(v[i] / (1 - b2**t)) + eps)
+            if form == "sklearn":
+                ref[i] = p - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m[i] / (np.sqrt(v[i]) + eps)
+            else:
+                ref[i] = p - lr * (m[i] / (1 - b1**t)) / (np.sqrt(v[i] / (1 - b2**t)) + eps)
     for a, b in zip(params, ref):
         np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, True, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (1.0, False, 0.1)])
+def test_sgd_in_scikit_learns_form_matches_its_formula(backend, momentum, nesterov, wd):
+    """form="sklearn": v = mu v - lr g; W += mu v - lr g (Nesterov) or W += v; the rate changes mid-run."""
+    rng = np.random.default_rng(2)
+    ref, params = _state(backend, rng)
+    opt = xpnet.SGD(0.1, momentum=momentum, nesterov=nesterov, weight_decay=wd, form="sklearn")
+    v = [np.zeros_like(p) for p in ref]
+    for lr in (0.1, 0.1, 0.02):
+        opt.set_lr(lr)
+        grads = [rng.normal(size=p.shape) for p in ref]
+        opt.step(params, [backend.asarray(g) for g in grads])
+        for i, (p, g) in enumerate(zip(ref, grads)):
+            g = g + wd * p if p.ndim == 2 else g
+            v[i] = momentum * v[i] - lr * g
+            ref[i] = p + (momentum * v[i] - lr * g if nesterov else v[i])
+    for a, b in zip(params, ref):
+        np.testing.assert_allclose(xpnet.to_numpy(a), b, rtol=1e-13, atol=1e-15)
+    assert opt.hyperparameters()["form"] == "sklearn" and "form" not in xpnet.SGD(0.1).hyperparameters()
 
 
 def test_updates_are_in_place_on_mutable_backends(backend):
@@ -70,6 +94,8 @@ def test_updates_are_in_place_on_mutable_backends(backend):
     (lambda: xpnet.Adam(betas=(0.9, 1.0)), "betas="),
     (lambda: xpnet.Adam(eps=0), "eps=0"),
     (lambda: xpnet.Adam(schedule="linear"), "schedule='linear'"),
+    (lambda: xpnet.SGD(0.1, form="keras"), "form='keras'"),
+    (lambda: xpnet.SGD(0.1, momentum=1.5, form="sklearn"), "momentum=1.5"),
     (lambda: xpnet.StepDecay(step_size=0), "step_size=0"),
 ])
 def test_bad_optimizer_arguments(host_backend, make, message):

@@ -133,7 +133,8 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         if saved_run.get(key) != run.get(key):
             raise ValueError(f"{where} was written with {key}={saved_run.get(key)!r}, but this run has "
                              f"{key}={run.get(key)!r}: resume with the same data and settings")
-    changed = {k: [opt_meta.get(k), v] for k, v in optimizer.hyperparameters().items() if opt_meta.get(k) != v}
+    saved, now = {k: v for k, v in opt_meta.items() if k not in ("type", "t")}, optimizer.hyperparameters()
+    changed = {k: [saved.get(k), now.get(k)] for k in {**now, **saved} if saved.get(k) != now.get(k)}  # e.g. form
     ranks = [saved_run.get("world_size", 1), run.get("world_size", 1)]  # processes; older checkpoints: one
     if ranks[0] != ranks[1]:
         if not allow_changes:

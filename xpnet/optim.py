@@ -7,6 +7,11 @@ array where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a NumPy
 step allocates nothing; elsewhere the same lines allocate.
 
 Weight decay applies to weights only, not to biases (see :class:`Optimizer`).
+
+Each rule has the variants that others write as separate optimizers as an option,
+``form="pytorch"`` (the default, PyTorch's conventions) or ``form="sklearn"``
+(scikit-learn's ``_stochastic_optimizers.py``: Sutskever momentum, Adam's epsilon added
+to the uncorrected root), which :mod:`xpnet.sklearn` uses to follow scikit-learn step for step.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Cosine:
 
 
 SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": Cosine}
+FORMS = ("pytorch", "sklearn")  # whose conventions an update rule follows (see SGD and Adam)
 
 
 def make_schedule(schedule: Any):
@@ -81,7 +87,8 @@ class Optimizer:
     weight decay applies to the 2-D ones (weights), not to biases.
     """
 
-    def __init__(self, lr: float, weight_decay: float, schedule: Any):
+    def __init__(self, lr: float, weight_decay: float, schedule: Any, form: str = "pytorch"):
+        self.form = check_choice(form, "form", FORMS)
         self.lr = check_positive(lr, "lr")
         self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.schedule = make_schedule(schedule)
@@ -95,7 +102,12 @@ class Optimizer:
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Set the learning rate for ``epoch`` (0-based) of ``epochs``."""
-        self.current_lr = self.lr * self.schedule(epoch, epochs)
+        self.set_lr(self.lr * self.schedule(epoch, epochs))
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of the next steps: for a caller that keeps its own schedule
+        (scikit-learn's ``'invscaling'`` and ``'adaptive'``, in :mod:`xpnet.sklearn`)."""
+        self.current_lr = float(lr)
         self._lr_changed()
 
     def _lr_changed(self) -> None:
@@ -165,7 +177,10 @@ class Optimizer:
                 a[...] = xp.where(xp.abs(a) < float(xp.finfo(a.dtype).smallest_normal), 0.0, a)
 
     def hyperparameters(self) -> dict:
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
+        hp = {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
+        if self.form != "pytorch":  # named only when not the default: checkpoints written before forms stay equal
+            hp["form"] = self.form
+        return hp
 
     def state(self) -> tuple[dict, dict[str, list]]:
         """``(JSON-ready settings and counters, {state name: arrays})`` for a checkpoint."""
@@ -200,12 +215,22 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.
 
-    Follows PyTorch's convention, so results compare one to one::
+    ``form="pytorch"`` (default) follows PyTorch's convention, so results compare one to one::
 
         g = g + weight_decay * W        (weights only)
         v = momentum * v + g
         step = g + momentum * v  (nesterov)  or  v
         W = W - lr * step
+
+    ``form="sklearn"`` is scikit-learn's ``SGDOptimizer`` (Sutskever's momentum, the
+    rate inside the velocity; ``momentum`` may be 1, and ``nesterov`` needs no momentum)::
+
+        g = g + weight_decay * W        (weights only)
+        v = momentum * v - lr * g
+        W = W + momentum * v - lr * g  (nesterov, with the new v)  or  W + v
+
+    The two agree at a constant rate; they differ when the rate changes, since
+    scikit-learn's velocity carries the rates of earlier steps.
     """
 
     def __init__(
@@ -215,12 +240,16 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         schedule: Any = None,
+        form: str = "pytorch",
     ):
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, form)
         self.momentum = check_positive(momentum, "momentum", allow_zero=True)
-        if self.momentum >= 1:
+        if self.form == "sklearn":
+            if self.momentum > 1:
+                raise ValueError(f"momentum={momentum!r} is out of range: expected 0 <= momentum <= 1")
+        elif self.momentum >= 1:
             raise ValueError(f"momentum={momentum!r} is out of range: expected 0 <= momentum < 1")
-        if nesterov and self.momentum == 0:
+        elif nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.velocity: list | None = None
@@ -236,9 +265,12 @@ class SGD(Optimizer):
         self.velocity = self._zeros_like(params) if self.momentum else None
 
     def _step(self, params: list, grads: list) -> None:
+        self.t += 1
+        if self.form == "sklearn":
+            self._step_sklearn(params, grads)
+            return
         # Array operations per array: 2 (plain), +2 with weight decay, +2 momentum, +2 Nesterov.
         nx, lr, mu = self.nx, self.current_lr, self.momentum
-        self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
             s, wd = self.scratch[i], self._wd[i]  # s None: allocate
             if self._decay[i] and self.weight_decay:
@@ -261,6 +293,31 @@ class SGD(Optimizer):
             s = nx.multiply(g, lr, out=s)
             p -= s
 
+    def _step_sklearn(self, params: list, grads: list) -> None:
+        # Array operations per array: 2 (plain), +2 with weight decay, +1 momentum, +2 Nesterov.
+        # (lr g is subtracted before mu v is added: scikit-learn's sum, rounded in another order)
+        nx, lr, mu = self.nx, self.current_lr, self.momentum
+        for i, (p, g) in enumerate(zip(params, grads)):
+            s = self.scratch[i]  # None: allocate
+            if self._decay[i] and self.weight_decay:
+                s = nx.multiply(p, self._wd[i], out=s)
+                s += g
+                s *= lr  # lr (g + wd * p) (weights only)
+            else:
+                s = nx.multiply(g, lr, out=s)  # lr g
+            if not mu:
+                p -= s
+                continue
+            v = self.velocity[i]
+            v *= mu
+            v -= s  # v = mu v - lr g
+            if self.nesterov:
+                p -= s
+                s = nx.multiply(v, mu, out=s)
+                p += s  # p + mu v - lr g
+            else:
+                p += v
+
 
 class Adam(Optimizer):
     """Adam with decoupled weight decay (AdamW), as PyTorch's ``AdamW``::
@@ -271,6 +328,9 @@ class Adam(Optimizer):
 
     computed as ``W - c m / (sqrt(v) + eps sqrt(1 - b2^t))`` with
     ``c = lr sqrt(1 - b2^t) / (1 - b1^t)``: the same number, two array operations fewer.
+
+    ``form="sklearn"`` is scikit-learn's ``AdamOptimizer``: ``eps`` is added to the
+    uncorrected root, ``W - c m / (sqrt(v) + eps)`` (the same array operations).
     """
 
     def __init__(
@@ -280,8 +340,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         schedule: Any = None,
+        form: str = "pytorch",
     ):
-        super().__init__(lr, weight_decay, schedule)
+        super().__init__(lr, weight_decay, schedule, form)
         try:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
@@ -316,6 +377,7 @@ class Adam(Optimizer):
         self.t += 1
         root = math.sqrt(1.0 - b2**self.t)  # sqrt of the second moment's bias correction
         step_size = lr * root / (1.0 - b1**self.t)
+        eps = eps if self.form == "sklearn" else eps * root
         for i, (p, g) in enumerate(zip(params, grads)):
             m, v, s = self.m[i], self.v[i], self.scratch[i]
             m *= b1
@@ -328,8 +390,8 @@ class Adam(Optimizer):
             if self._decay[i] and self.weight_decay:
                 p *= self._shrink[i]
             s = nx.sqrt(v, out=s)
-            s += eps * root
-            s = nx.divide(m, s, out=s)  # m / (sqrt(v) + eps sqrt(1 - b2^t))
+            s += eps
+            s = nx.divide(m, s, out=s)  # m / (sqrt(v) + eps sqrt(1 - b2^t)), sklearn: m / (sqrt(v) + eps)
             s *= step_size
             p -= s
 

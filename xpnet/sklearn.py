@@ -13,13 +13,14 @@ order), the early-stopping split and the per-epoch shuffles, so that with ``dtyp
 a fit follows scikit-learn's step for step (the tests check this); the loss (data term as a
 sample-weighted mean, plus ``0.5 * alpha * ||W||^2 / batch``, weights only, under every
 solver), the stopping rules (``tol``, ``n_iter_no_change``, ``'adaptive'`` dividing the rate
-by 5 and stopping below 1e-6), the update rules (:class:`SGDRule`: Sutskever momentum,
-``'invscaling'`` on the samples seen ``t_``; :class:`AdamRule`: scikit-learn's epsilon),
+by 5 and stopping below 1e-6), ``'invscaling'`` on the samples seen ``t_`` (:class:`SGDRule`,
+:class:`AdamRule`), the update rules' forms (Sutskever momentum, scikit-learn's epsilon),
 ``partial_fit`` (one epoch, optimizer state kept), ``warm_start``, and the fitted attributes.
 
 **What is xpnet's**: the forward and backward pass (:meth:`xpnet.MLP.backprop`, which
-weights rows through ``row_weights``), the update rules written once in ``xp`` as
-whole-buffer operations on :attr:`xpnet.MLP.flat`, float32 by default (``dtype``), the
+weights rows through ``row_weights``), the update rules (:class:`xpnet.SGD` and
+:class:`xpnet.Adam` with ``form="sklearn"``, written once in ``xp`` as whole-buffer
+operations on :attr:`xpnet.MLP.flat`), float32 by default (``dtype``), the
 device (``device="cuda"``; CuPy input then stays on the GPU) and ``threads`` (BLAS threads
 during fit and predict).
 
@@ -64,6 +65,7 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from .backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
 from .model import EVAL_BATCH, MLP, batch_spans
+from .optim import OPTIMIZERS, SGD, Adam, Optimizer
 
 __all__ = ["AdamRule", "MLPClassifier", "MLPRegressor", "SGDRule", "expected_failed_checks"]
 
@@ -71,12 +73,11 @@ HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu":
 RECORD_SOURCE = "xpnet.sklearn"  # MLP.data_info["source"] of a file written by save()
 
 
-# ----------------------------------------------------------------- the update rules
+# ------------------------------------------------------------------ the solvers
 class SGDRule:
-    """scikit-learn's ``SGDOptimizer`` as whole-buffer operations on a flat parameter array::
-
-        v = momentum * v - learning_rate * g
-        p += momentum * v - learning_rate * g    (nesterov, with the new v)   or   p += v
+    """scikit-learn's ``SGDOptimizer``: the update is :class:`xpnet.SGD` with ``form="sklearn"``
+    (Sutskever momentum, whole-buffer operations on the flat parameter array); what this
+    class adds is the estimator's bookkeeping around it, the rate and when to stop:
 
     ``lr_schedule``: ``'constant'``; ``'invscaling'`` sets ``learning_rate_init / (t + 1) **
     power_t`` at the end of each epoch, ``t`` the samples seen so far (the estimator's
@@ -84,29 +85,39 @@ class SGDRule:
     (:meth:`trigger_stopping`) and stops once it is at most 1e-6.
     """
 
-    STATE = ("velocity",)
-
     def __init__(self, learning_rate_init: float = 0.1, lr_schedule: str = "constant", momentum: float = 0.9,
                  nesterov: bool = True, power_t: float = 0.5):
         self.learning_rate_init = float(learning_rate_init)
-        self.learning_rate = float(learning_rate_init)
-        self.lr_schedule, self.momentum, self.nesterov, self.power_t = lr_schedule, momentum, nesterov, power_t
-        self.velocity = None
+        self.lr_schedule, self.power_t = lr_schedule, power_t
+        self.optimizer: Optimizer = SGD(self.learning_rate_init, momentum=momentum, nesterov=nesterov, form="sklearn")
+
+    @property
+    def learning_rate(self) -> float:
+        """The current rate (scikit-learn's ``learning_rate``)."""
+        return self.optimizer.current_lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.optimizer.set_lr(value)
 
     def update(self, backend: Backend, p, g) -> None:
-        """``p += update`` in place, from gradient ``g`` ``(n,)``, which is used as scratch."""
-        nx, mu = backend.nx, self.momentum
-        if self.velocity is None:
-            self.velocity = backend.xp.zeros_like(p)
-        v = self.velocity
-        g *= self.learning_rate  # lr * g
-        v *= mu
-        v -= g  # v = mu v - lr g
-        if self.nesterov:
-            p -= g
-            p += nx.multiply(v, mu, out=g if backend.supports_out else None)  # mu v - lr g
-        else:
-            p += v
+        """Update ``p`` ``(n,)`` in place from gradient ``g`` (only read)."""
+        if self.optimizer.bound_to is not p:
+            self._bind(backend, p)
+        self.optimizer.step([p], [g])
+
+    def _bind(self, backend: Backend, p) -> None:
+        """Attach the optimizer to ``p`` (first step, another device or dtype, unpickled), its state carried over."""
+        opt = self.optimizer
+        held = self.__dict__.pop("_held", None) or (self._host_state() if opt.xp is not None else None)
+        opt.attach([p], backend, decay=[False])
+        opt.bound_to = p
+        if held is not None:
+            opt.load_state(*held, lambda a: backend.asarray(a, p.dtype))
+
+    def _host_state(self) -> tuple[dict, dict]:
+        meta, arrays = self.optimizer.state()
+        return meta, {k: [np.array(to_numpy(a), copy=True) for a in v] for k, v in arrays.items()}
 
     def iteration_ends(self, time_step: int) -> None:
         if self.lr_schedule == "invscaling":
@@ -126,67 +137,39 @@ class SGDRule:
             print(f"{msg} Setting learning rate to {self.learning_rate:f}")
         return False
 
-    def to(self, backend: Backend, dtype) -> None:
-        """Move the state arrays to ``backend`` in ``dtype`` (after unpickling, or a new device)."""
-        for name in self.STATE:
-            a = getattr(self, name)
-            if a is not None:
-                setattr(self, name, backend.asarray(to_numpy(a), dtype))
-
     def __getstate__(self) -> dict:
+        """The optimizer as its settings, rate and host state (it holds its namespace, a module)."""
         state = dict(self.__dict__)
-        state.pop("_scratch", None)
-        for name in self.STATE:  # device arrays pickle as host arrays
-            if state.get(name) is not None:
-                state[name] = np.array(to_numpy(state[name]), copy=True)
+        opt = state.pop("optimizer")
+        if opt.xp is not None:
+            state["_held"] = self._host_state()
+        state["_optimizer"] = (type(opt).__name__, opt.hyperparameters(), opt.current_lr)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        name, hyperparameters, lr = state.pop("_optimizer")
+        self.__dict__.update(state)
+        self.optimizer = OPTIMIZERS[name.lower()](**hyperparameters)
+        self.optimizer.set_lr(lr)
 
 
 class AdamRule(SGDRule):
-    """scikit-learn's ``AdamOptimizer`` as whole-buffer operations::
-
-        t += 1;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-        p -= learning_rate_init * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)
-
-    (epsilon is added to ``sqrt(v)`` as scikit-learn does, not to the bias-corrected root as
-    :class:`xpnet.Adam` does). No schedule: a stall always stops training.
+    """scikit-learn's ``AdamOptimizer``: :class:`xpnet.Adam` with ``form="sklearn"`` (epsilon
+    added to ``sqrt(v)``, not to the bias-corrected root). No schedule: a stall always stops.
     """
-
-    STATE = ("m", "v")
 
     def __init__(self, learning_rate_init: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8):
-        super().__init__(learning_rate_init, "constant", 0.0, False, 0.5)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-        self.t = 0
-        self.m = self.v = None
-        self._scratch = None
+        self.learning_rate_init = float(learning_rate_init)
+        self.lr_schedule, self.power_t = "constant", 0.5
+        self.optimizer = Adam(self.learning_rate_init, betas=(beta_1, beta_2), eps=epsilon, form="sklearn")
 
-    def update(self, backend: Backend, p, g) -> None:
-        nx, b1, b2 = backend.nx, self.beta_1, self.beta_2
-        if self.m is None:
-            self.m, self.v = backend.xp.zeros_like(p), backend.xp.zeros_like(p)
-        if backend.supports_out and getattr(self, "_scratch", None) is None:
-            self._scratch = nx.empty_like(p)
-        s = self._scratch if backend.supports_out else None
-        m, v = self.m, self.v
-        self.t += 1
-        self.learning_rate = self.learning_rate_init * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        v *= b2
-        s = nx.multiply(g, g, out=s)
-        s *= 1.0 - b2
-        v += s
-        m *= b1
-        g *= 1.0 - b1
-        m += g
-        s = nx.sqrt(v, out=s)
-        s += self.epsilon
-        s = nx.divide(m, s, out=s)
-        s *= self.learning_rate
-        p -= s
-
-    def iteration_ends(self, time_step: int) -> None:
-        pass
+    @property
+    def learning_rate(self) -> float:
+        """The last step's bias-corrected rate, ``lr sqrt(1 - b2^t) / (1 - b1^t)`` (scikit-learn's ``learning_rate``)."""
+        opt = self.optimizer
+        (b1, b2), t = opt.betas, opt.t
+        return opt.current_lr * math.sqrt(1 - b2**t) / (1 - b1**t) if t else opt.current_lr
 
     def trigger_stopping(self, msg: str, verbose) -> bool:
         if verbose:
@@ -408,11 +391,8 @@ class _BaseMLP(BaseEstimator):
                 backend = get_backend(None, "cpu")
             self.mlp_ = MLP.from_arrays(net["arrays"], backend=backend, **net["config"])
             self.mlp_.data_info = net["data_info"]
-            dtype = backend.dtype(self.mlp_.dtype)
-            if self.__dict__.get("_optimizer") is not None:
-                self._optimizer.to(backend, dtype)
             if self.__dict__.get("_best_flat") is not None:
-                self._best_flat = backend.asarray(self._best_flat, dtype)
+                self._best_flat = backend.asarray(self._best_flat, backend.dtype(self.mlp_.dtype))
 
     # ------------------------------------------------------------------ fitted attributes
     @property
@@ -579,10 +559,8 @@ class _BaseMLP(BaseEstimator):
             arrays = [to_numpy(p) for p in mlp.params]
             config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation]}
             self.mlp_ = MLP.from_arrays(arrays, backend=backend, **config)
-            dtype = backend.dtype(self.dtype)
-            self._best_flat = backend.asarray(to_numpy(self._best_flat), dtype)
-            if self.__dict__.get("_optimizer") is not None:
-                self._optimizer.to(backend, dtype)
+            self._best_flat = backend.asarray(to_numpy(self._best_flat), backend.dtype(self.dtype))
+            # the solver's state follows the network on its next step (SGDRule.update binds to the new buffer)
 
     def _new_rule(self) -> SGDRule:
         if self.solver == "sgd":
