@@ -171,7 +171,7 @@ def test_out_of_memory_says_what_to_change(backend, monkeypatch):
 
 
 def test_memory_estimate_counts_what_a_step_holds(host_backend):
-    from xpnet.train import memory_estimate
+    from xpnet.faults import memory_estimate
 
     step, data = memory_estimate([784, 128, 64, 10], 256, 4, 2, 60000)
     n_params = 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10

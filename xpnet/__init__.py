@@ -29,8 +29,8 @@ _EXPORTS = {  # public name -> the module that defines it
     "SGD": "optim", "Adam": "optim", "Constant": "optim", "Cosine": "optim", "StepDecay": "optim",
     "Scaler": "preprocess", "fit_scaler": "preprocess",
     "History": "history",
-    "Callback": "train", "EarlyStopping": "train", "OutOfMemory": "train",
-    "TrainingDiverged": "train", "TrainingInterrupted": "train", "fit": "train", "train_step": "train",
+    "OutOfMemory": "faults", "TrainingDiverged": "faults", "TrainingInterrupted": "faults",
+    "Callback": "train", "EarlyStopping": "train", "fit": "train", "train_step": "train",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,6 +28,7 @@ import numpy as np
 from . import io
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
+from .faults import check_memory
 from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
 from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler
@@ -88,34 +89,6 @@ class ParamList(list):
         raise TypeError("model.params has a fixed layout (views into model.flat): assign its items instead")
 
     append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed
-
-
-def _check_memory(n_params: int, itemsize: int, sizes: list[int], backend: Backend) -> None:
-    """Refuse, before anything is allocated, weights that do not fit the host's (they are drawn there) or GPU's free memory."""
-    need = n_params * itemsize
-    for where, free in _free_memory(backend):
-        if need > free:
-            raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} parameters alone "
-                             f"({itemsize} bytes each), more than the {free / 2**30:.1f} GiB of free memory{where}: "
-                             "use narrower layers")
-
-
-def _free_memory(backend: Backend) -> Iterator[tuple[str, int]]:
-    """(where, free bytes): the host's (on Linux), then on CuPy the GPU's, with what CuPy's pool holds unused."""
-    import os
-
-    try:
-        host = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not Linux: no figure to check against
-        host = None
-    if host is not None:
-        yield "", host
-    if backend.is_cupy:
-        import cupy
-
-        with backend.activate():
-            free = backend.device.mem_info[0] + cupy.get_default_memory_pool().free_bytes()
-        yield f" on {backend.label}", free
 
 
 def on_device(method):
@@ -231,7 +204,7 @@ class MLP:
         self._set_scale(scale, target_scale)
         self.data_info: dict | None = None
         self.backend: Backend = _checked_backend(get_backend(backend, device))
-        _check_memory(self.n_params, np.dtype(self.dtype).itemsize, self.sizes, self.backend)
+        check_memory(self.n_params, np.dtype(self.dtype).itemsize, self.sizes, self.backend)
         # Drawn on the host, layer by layer in blocks of rows, straight into the flat layout:
         # the same numbers on every backend, and a peak near the final float32 buffer.
         rng, host = self.backend.random(seed), np.zeros(self.n_params, dtype=self.dtype)

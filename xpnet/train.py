@@ -6,15 +6,14 @@ update) that :func:`fit`, the benchmarks and a user's own loop all call.
 
 Reliability lives here too: checkpoints (with the position inside an epoch),
 resume that reproduces an uninterrupted run bit for bit on the CPU, SIGINT/SIGTERM
-handled between steps, and divergence reported with its epoch and step.
+handled between steps, and divergence reported with its epoch and step (the faults
+themselves, and the signal catcher, are :mod:`xpnet.faults`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -23,90 +22,15 @@ from typing import Any
 import numpy as np
 
 from .backend import NO_BUFFERS, Buffers, to_numpy
+from .batches import block_sorted, gather_batch
 from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
+from .faults import OutOfMemory, StopOnSignal, TrainingDiverged, TrainingInterrupted, is_out_of_memory, memory_estimate
 from .history import History
 from .io import check_writable
 from .model import MLP, batch_spans
 from .optim import SGD, Optimizer
 from .validate import check_positive
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; training stopped after the step in flight.
-
-    Attributes: ``signum``, ``epoch`` (1-based, the one in progress), ``step``
-    (steps done in it), ``checkpoint`` (the path written, or ``None``), ``complete``
-    (every epoch had been trained: the signal came after the last one's steps).
-    """
-
-    def __init__(self, signum: int, epoch: int, step: int, checkpoint: str | None, complete: bool = False):
-        self.signum, self.epoch, self.step, self.checkpoint = signum, epoch, step, checkpoint
-        self.complete = complete
-        name = signal.Signals(signum).name
-        where = f"epoch {epoch}, after step {step}"
-        saved = f"; checkpoint written to {checkpoint}" if checkpoint else "; no checkpoint (none was asked for)"
-        super().__init__(f"{name} received: stopped at {where}{saved}")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
-
-
-class TrainingDiverged(ValueError):
-    """The loss or a weight became NaN or infinite. Attributes: ``epoch``, ``step`` (1-based)."""
-
-    def __init__(self, epoch: int, step: int | None, what: str, lr: float):
-        self.epoch, self.step = epoch, step
-        at = f"epoch {epoch}, step {step}" if step is not None else f"the end of epoch {epoch}"
-        super().__init__(
-            f"training diverged at {at}: {what} became NaN or infinite; "
-            f"try a lower learning rate (e.g. --lr {lr / 10:g}, a tenth of {lr:g})"
-        )
-
-
-class OutOfMemory(MemoryError):
-    """The device (or host) ran out of memory; says how much a step needs and what to change."""
-
-    def __init__(self, device: str, batch_size: int, step_bytes: int, data_bytes: int, original: BaseException):
-        self.batch_size, self.step_bytes, self.data_bytes = batch_size, step_bytes, data_bytes
-        smaller = max(1, batch_size // 2)
-        super().__init__(
-            f"out of memory on {device} with batch size {batch_size}: training needs about {_human(step_bytes)} "
-            f"for weights, optimizer state, activations and gradients, plus {_human(data_bytes)} for the data "
-            f"({type(original).__name__}: {str(original).splitlines()[0] if str(original) else 'no detail'}); "
-            f"try a smaller --batch-size, e.g. {smaller}"
-        )
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def memory_estimate(sizes: Sequence[int], batch_size: int, itemsize: int, state_per_param: int, m: int) -> tuple[int, int]:
-    """``(step bytes, data bytes)`` for training ``sizes`` at ``batch_size``.
-
-    Step: weights, gradients, scratch and ``state_per_param`` optimizer arrays per
-    parameter, plus per sample the gathered inputs and targets and, per layer, the
-    activations, the upstream gradient and a temporary. Data: ``m`` rows of inputs
-    and one-hot targets, plus int64 labels.
-    """
-    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    per_sample = sizes[0] + sizes[-1] + 3 * sum(sizes[1:])
-    step = itemsize * (n_params * (3 + state_per_param) + batch_size * per_sample)
-    data = m * (itemsize * (sizes[0] + sizes[-1]) + 8)
-    return step, data
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    """CuPy's OutOfMemoryError (matched by name: CuPy need not be importable) or a MemoryError."""
-    name = type(exc).__name__
-    return (isinstance(exc, MemoryError) or name == "OutOfMemoryError"
-            or (name == "CUDARuntimeError" and "out of memory" in str(exc).lower()))
 
 
 class Callback:
@@ -182,38 +106,6 @@ class EarlyStopping(Callback):
         self.best_params = [model.backend.asarray(a) for a in arrays] or None
 
 
-class _StopOnSignal:
-    """While active, SIGINT/SIGTERM set a flag instead of raising (main thread only).
-
-    The loop checks the flag between steps, so a step is never cut in half. Further
-    signals while stopping are counted and otherwise deferred: an impatient second
-    Ctrl-C must not cut the checkpoint's write short (it would lose the run's state),
-    so the stop always ends with the checkpoint renamed into place and
-    :class:`TrainingInterrupted` naming it.
-    """
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.count = 0
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame):
-        self.count += 1
-        if self.signum is None:
-            self.signum = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
-
-
 def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_size: int | None = None,
                onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS):
     """One training step on a batch already on the device: forward, backward, update.
@@ -251,7 +143,7 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
 
 
 def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
-              callbacks=(), first: int = 0, stop: _StopOnSignal | None = None, onehot: bool = False,
+              callbacks=(), first: int = 0, stop: StopOnSignal | None = None, onehot: bool = False,
               batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None):
     """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
     ``order`` (a device permutation, or ``None`` for slices).
@@ -266,22 +158,11 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
     ``stop`` was signalled). With ``onehot`` the counts come from ``Yd`` and ``labels``
     is not gathered.
     """
-    nx = model.backend.nx
     losses, corrects = [], []
     count = labels is not None
     for batch in range(first, len(spans)):
-        start, stop_row = spans[batch]
-        if order is None:
-            Xb, Yb = Xd[start:stop_row, :], Yd[start:stop_row, :]
-            Lb = labels[start:stop_row] if count and not onehot else None
-        else:
-            idx, rows = order[start:stop_row], stop_row - start
-            # mode="clip" skips NumPy's bounds check, which buffers the copy; idx is a permutation
-            Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, Xd.shape[1]), Xd.dtype), mode="clip")
-            Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, Yd.shape[1]), Yd.dtype), mode="clip")
-            Lb = None
-            if count and not onehot:
-                Lb = nx.take(labels, idx, axis=0, out=buf("L", (rows,), labels.dtype), mode="clip")
+        Xb, Yb, Lb = gather_batch(model.backend, spans[batch], order, buf, X=Xd, Y=Yd,
+                                  L=labels if count and not onehot else None)
         size = None if batch_sizes is None else batch_sizes[batch]  # across ranks: the global batch's rows
         loss, correct = train_step(model, optimizer, Xb, Yb, Lb, batch_size=size, onehot=count and onehot,
                                    grad_hook=grad_hook, buf=buf)
@@ -396,7 +277,7 @@ def fit(
                             callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes,
                             comm, lock)
         except Exception as exc:
-            if not _is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
+            if not is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
                 raise
             m = len(X) if hasattr(X, "__len__") else 0
             rows = m if batch_size is None else min(batch_size, m or batch_size)
@@ -450,7 +331,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     comm.agree()  # every rank's setup went well, or every rank raises here
     # Overflow and NaN are checked for explicitly (TrainingDiverged names the epoch and step),
     # so NumPy's own warnings about them would only be noise before that message.
-    with _StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):
+    with StopOnSignal() as stop, np.errstate(over="ignore", invalid="ignore"):
         # across ranks: one Allreduce per step sums the gradients and carries the stop flag, and
         # the loop stops on the agreed flag, so that every rank stops after the same step
         hook = comm.gradient_sum(backend, model.n_params, model.dtype, stop) if comm.size > 1 else None
@@ -462,7 +343,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 cb.on_epoch_begin(epoch, epochs, len(spans))
             t0 = time.perf_counter()
             # keyed (seed, epoch), drawn on the host: every backend sees the same batches
-            order = backend.random(seed, epoch).permutation(m, batch_size) if gather else None
+            order = block_sorted(backend.random(seed, epoch).permutation(m), batch_size) if gather else None
             first = pos.step if epoch == pos.epoch else 0
             losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
                                                first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
