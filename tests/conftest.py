@@ -10,6 +10,9 @@
   (an error at setup, with the one-line reason), so ``XPNET_REQUIRE_GPU=1 pytest -m cuda``
   on a GPU machine cannot pass by skipping everything.
 
+``native_backend`` is NumPy and CuPy only, for the long accuracy runs: every other backend
+is shown to follow NumPy's trajectory step by step, so a 20-epoch run on it proves nothing more.
+
 Only tests that run on the GPU are marked ``cuda``: those that take ``backend`` (arrays on
 its device) or ``device`` (a command that resolves it). Code that runs on the host
 whatever the backend (file readers, argument checks) takes ``host_backend`` (the matrix
@@ -96,6 +99,14 @@ def backend(request, monkeypatch) -> xpnet.Backend:
     ``device1`` fails, and should take :func:`host_backend`.
     """
     yield from _watched_backend(request, monkeypatch, on_device=True)
+
+
+@pytest.fixture(params=[p for p in BACKENDS if p.id in ("numpy", "cupy")])
+def native_backend(request) -> xpnet.Backend:
+    """NumPy, and CuPy where a GPU is usable: for long runs (accuracy on the bundled MNIST)
+    whose array-API runs would add minutes and prove nothing more, since every backend is
+    shown to follow NumPy's trajectory step by step (tests/test_training.py)."""
+    return make_backend(request.param)
 
 
 @pytest.fixture(params=[p for p in BACKENDS if p.id != "cupy"])

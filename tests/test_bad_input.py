@@ -250,7 +250,7 @@ CLI_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
-def test_cli_refuses_bad_input_in_one_line_and_touches_nothing(host_backend, case, tmp_path, monkeypatch, capsys):
+def test_cli_refuses_bad_input_in_one_line_and_touches_nothing(case, tmp_path, monkeypatch, capsys):
     from xpnet.cli import main
 
     files, argv, message = CLI_CASES[case]

@@ -14,14 +14,14 @@ TINY = [bench.Case((784, 16, 10), 256, "adam", mode="step", data="mnist"),
         bench.Case((784, 16, 10), 512, "sgd", mode="epoch", data="mnist")]
 
 
-def test_flops_per_sample(host_backend):
+def test_flops_per_sample():
     # forward 2*784*128 + 2*128*64 + 2*64*10, the same again for weight gradients,
     # and input gradients for layers 2 and 3 only
     fwd = 2 * 784 * 128 + 2 * 128 * 64 + 2 * 64 * 10
     assert bench.flops_per_sample((784, 128, 64, 10)) == 2 * fwd + 2 * 128 * 64 + 2 * 64 * 10
 
 
-def test_suite_cases_cover_the_issue(host_backend):
+def test_suite_cases_cover_the_issue():
     full = bench.cases("cpu")
     assert {c.layers for c in full} == {bench.SMALL, bench.WIDE}
     assert {c.batch for c in full} == {64, 256, 1024, 8192}
@@ -32,7 +32,7 @@ def test_suite_cases_cover_the_issue(host_backend):
     assert {c.batch for c in gpu} == {64, 256, 1024, 8192} and bench.WIDE_GPU == (784, 4096, 4096, 10)
 
 
-def test_timed_windows_span_at_least_the_minimum(host_backend, monkeypatch):
+def test_timed_windows_span_at_least_the_minimum(monkeypatch):
     """A unit of work far shorter than the window is repeated until the window is long
     enough (on a simulated clock: each unit takes 1/512 s, about 2 ms; binary fractions
     keep the arithmetic exact)."""
@@ -52,7 +52,7 @@ def test_timed_windows_span_at_least_the_minimum(host_backend, monkeypatch):
     assert len(calls) == 2 + 3 * 64
 
 
-def test_the_tf32_gemm_rate_leaves_the_setting_as_it_was(host_backend):
+def test_the_tf32_gemm_rate_leaves_the_setting_as_it_was():
     from xpnet.backend import allow_tf32
 
     assert bench.gemm_gflops("cpu", "float32", n=64, repeats=1, tf32=True) > 0

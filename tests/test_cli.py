@@ -113,7 +113,7 @@ def test_train_plots(device, tmp_path, capsys):
     assert (tmp_path / "decision_boundary.png").exists()
 
 
-def test_info(host_device, capsys):
+def test_info(capsys):
     assert run(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"xpnet {xpnet.__version__}") and "numpy" in out and "backends:" in out and "cupy" in out
@@ -208,7 +208,7 @@ def test_console_script_runs(device):
 
 
 @pytest.mark.parametrize("command", ["train", "sweep", "evaluate", "predict", "bench", "info"])
-def test_help_is_complete(host_device, command, capsys):
+def test_help_is_complete(command, capsys):
     assert run([command, "--help"]) == 0
     out = capsys.readouterr().out
     if command != "info":  # every command that computes takes --threads and states the default's rule
@@ -223,7 +223,7 @@ def test_help_is_complete(host_device, command, capsys):
     assert all(c in top for c in ("train", "sweep", "evaluate", "predict", "info"))
 
 
-def test_every_preset_names_real_settings(host_device):
+def test_every_preset_names_real_settings():
     from dataclasses import fields
 
     from xpnet.cli import PRESETS_HELP, TrainConfig

@@ -27,7 +27,7 @@ def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
 
 # ----------------------------------------------------------------- IDX reader
 @pytest.mark.parametrize("code,dtype", [(0x08, np.uint8), (0x0B, np.int16), (0x0D, np.float32), (0x0E, np.float64)])
-def test_idx_round_trip(host_backend, code, dtype):
+def test_idx_round_trip(code, dtype):
     a = (np.arange(24).reshape(2, 3, 4) % 7).astype(dtype)
     raw = idx_bytes(a, code)
     for blob in (raw, gzip.compress(raw)):
@@ -45,12 +45,12 @@ def test_idx_round_trip(host_backend, code, dtype):
     (b"\x1f\x8bnot really gzip", "damaged gzip"),
     (b"", "not an IDX file"),
 ])
-def test_idx_reader_refuses_bad_files(host_backend, blob, message):
+def test_idx_reader_refuses_bad_files(blob, message):
     with pytest.raises(ValueError, match=message):
         data.read_idx(blob)
 
 
-def test_bundled_mnist(host_backend):
+def test_bundled_mnist():
     d = xpnet.load_mnist()
     assert d.X_train.dtype == np.float32 and d.X_train.shape == (8000, 784) and d.X_test.shape == (2000, 784)
     assert 0.0 <= d.X_train.min() and d.X_train.max() <= 1.0
@@ -60,7 +60,7 @@ def test_bundled_mnist(host_backend):
 
 # ----------------------------------------------------------------- generators
 @pytest.mark.parametrize("name", sorted(data.GENERATED))
-def test_generators_are_seeded_and_balanced(host_backend, name):
+def test_generators_are_seeded_and_balanced(name):
     a = data.load_dataset(name, seed=3)
     b = data.load_dataset(name, seed=3)
     c = data.load_dataset(name, seed=4)
@@ -72,13 +72,13 @@ def test_generators_are_seeded_and_balanced(host_backend, name):
     assert len(a.X_test) == round(0.2 * (len(a.X_train) + len(a.X_test)))
 
 
-def test_unknown_dataset(host_backend):
+def test_unknown_dataset():
     with pytest.raises(ValueError, match="dataset='cifar' is not known: expected one of mnist"):
         data.load_dataset("cifar")
 
 
 # ----------------------------------------------------------------- user files
-def test_load_npz_and_csv(host_backend, tmp_path):
+def test_load_npz_and_csv(tmp_path):
     X = np.arange(12, dtype=np.float64).reshape(4, 3)
     y = np.array([0, 1, 1, 0])
     np.savez(tmp_path / "d.npz", X=X, y=y)
@@ -102,14 +102,14 @@ def test_load_npz_and_csv(host_backend, tmp_path):
     ("t.csv", "1,2\n3,x\n", "line 2: '3,x' is not comma-separated numbers"),
     ("n.npz", b"not a zip", "not a readable .npz"),
 ])
-def test_bad_user_files(host_backend, tmp_path, name, content, message):
+def test_bad_user_files(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ValueError, match=message):
         data.load_file(path)
 
 
-def test_missing_file_and_directory(host_backend, tmp_path):
+def test_missing_file_and_directory(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         data.load_file(tmp_path / "nope.csv")
     with pytest.raises(ValueError, match="is a directory"):
@@ -181,7 +181,7 @@ def mirror(tmp_path, monkeypatch):
     return served
 
 
-def test_good_mirror_downloads_once_and_caches(host_backend, tmp_path, mirror):
+def test_good_mirror_downloads_once_and_caches(tmp_path, mirror):
     cache = tmp_path / "cache"
     with _serve(mirror) as url:
         d = data.load_mnist_full(cache, url)
@@ -191,7 +191,7 @@ def test_good_mirror_downloads_once_and_caches(host_backend, tmp_path, mirror):
     np.testing.assert_array_equal(again.X_test, d.X_test)
 
 
-def test_corrupted_mirror_is_refused_and_nothing_cached(host_backend, tmp_path, mirror):
+def test_corrupted_mirror_is_refused_and_nothing_cached(tmp_path, mirror):
     (mirror / "train-labels-idx1-ubyte.gz").write_bytes(b"tampered")
     with _serve(mirror) as url:
         with pytest.raises(ValueError, match=r"labels-idx1-ubyte.gz is corrupted: MD5 \w+, expected \w+; nothing was cached"):
@@ -200,14 +200,14 @@ def test_corrupted_mirror_is_refused_and_nothing_cached(host_backend, tmp_path, 
     assert "train-labels-idx1-ubyte.gz" not in cached and not any(n.endswith(".part") for n in cached)
 
 
-def test_truncated_download_is_refused(host_backend, tmp_path, mirror):
+def test_truncated_download_is_refused(tmp_path, mirror):
     with _serve(mirror, _Truncating) as url:
         with pytest.raises(ValueError, match="truncated.*nothing was cached"):
             data.load_mnist_full(tmp_path / "cache", url)
     assert list((tmp_path / "cache" / "mnist").iterdir()) == []
 
 
-def test_dead_mirror_says_where_to_put_the_files(host_backend, tmp_path, mirror, monkeypatch):
+def test_dead_mirror_says_where_to_put_the_files(tmp_path, mirror, monkeypatch):
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -217,7 +217,7 @@ def test_dead_mirror_says_where_to_put_the_files(host_backend, tmp_path, mirror,
         data.load_mnist_full()
 
 
-def test_bad_cached_file_is_reported(host_backend, tmp_path, mirror):
+def test_bad_cached_file_is_reported(tmp_path, mirror):
     cache = tmp_path / "cache" / "mnist"
     cache.mkdir(parents=True)
     (cache / "train-images-idx3-ubyte.gz").write_bytes(b"bitrot")
@@ -226,7 +226,7 @@ def test_bad_cached_file_is_reported(host_backend, tmp_path, mirror):
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
-def test_small_splits_keep_a_row_on_each_side(host_backend, n):
+def test_small_splits_keep_a_row_on_each_side(n):
     X, y = np.arange(2 * n, dtype=np.float32).reshape(n, 2), np.arange(n) % 2
     d = data.split(X, y, 0.2, "tiny", 2, 0)
     assert len(d.X_test) >= 1 and len(d.X_train) >= 1 and len(d.X_test) + len(d.X_train) == n

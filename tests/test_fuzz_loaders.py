@@ -78,7 +78,7 @@ def test_valid_model_files_load_onto_the_device(backend, valid_files, kind, tmp_
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_valid_files_load(host_backend, valid_files, kind, tmp_path):
+def test_valid_files_load(valid_files, kind, tmp_path):
     path = tmp_path / f"ok{SUFFIX[kind]}"
     path.write_bytes(valid_files[kind])
     _load(kind, path)
@@ -87,14 +87,14 @@ def test_valid_files_load(host_backend, valid_files, kind, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
 @given(blob=st.binary(max_size=2048))
-def test_random_bytes(host_backend, kind, blob, tmp_path):
+def test_random_bytes(kind, blob, tmp_path):
     _check(kind, blob, tmp_path)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
 @given(data_=st.data())
-def test_mutated_valid_files(host_backend, valid_files, kind, data_, tmp_path):
+def test_mutated_valid_files(valid_files, kind, data_, tmp_path):
     blob = bytearray(valid_files[kind])
     for _ in range(data_.draw(st.integers(1, 8))):
         at = data_.draw(st.integers(0, len(blob) - 1))
@@ -105,7 +105,7 @@ def test_mutated_valid_files(host_backend, valid_files, kind, data_, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
 @given(cut=st.floats(0, 1, exclude_max=True))
-def test_truncated_valid_files(host_backend, valid_files, kind, cut, tmp_path):
+def test_truncated_valid_files(valid_files, kind, cut, tmp_path):
     blob = valid_files[kind]
     _check(kind, blob[: int(len(blob) * cut)], tmp_path)
 

@@ -47,19 +47,19 @@ def test_decision_boundary_and_grid(moons_model, tmp_path):
         plot.decision_boundary(model, np.zeros((3, 5)), np.zeros(3), tmp_path / "x.png")
 
 
-def test_confusion_and_accuracy_vs_width(host_backend, tmp_path):
+def test_confusion_and_accuracy_vs_width(tmp_path):
     cm = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]])
     check_png(plot.confusion(cm, tmp_path / "c.png"), 600, 600)
     check_png(plot.accuracy_vs_width([1, 2, 4], [0.6, 0.8, 0.9], [0.55, 0.75, 0.85], tmp_path / "w.png"), 600, 400)
 
 
-def test_misclassified_digits(host_backend, tmp_path):
+def test_misclassified_digits(tmp_path):
     d = xpnet.load_mnist()
     pred = (d.y_test + 1) % 10
     check_png(plot.misclassified_digits(d.X_test, d.y_test, pred, tmp_path / "m.png"), 600, 600)
 
 
-def test_without_matplotlib_the_message_says_how_to_install(host_backend, monkeypatch):
+def test_without_matplotlib_the_message_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     with pytest.raises(ValueError, match=r'pip install "matplotlib>=3.7"'):
         plot.pyplot()

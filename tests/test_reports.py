@@ -54,7 +54,7 @@ def test_precision_recall_f1_by_hand(backend):
     assert macro_average(s["f1"], np.zeros(4, bool)) is None
 
 
-def test_class_report_text(host_backend):
+def test_class_report_text():
     s = precision_recall_f1(CM)
     macro = {k: macro_average(s[k], [True, True, True, False]) for k in ("precision", "recall", "f1")}
     lines = format_class_report(["cat", "dog", "eel", "fox"], s, macro).splitlines()
@@ -80,7 +80,7 @@ def test_regression_scores_by_hand(backend):
     assert regression_scores(np.ones(3), np.array([1.0, 2.0, 0.0]))["r2"] is None  # constant targets
 
 
-def test_bench_markdown_says_n_a_without_an_x(host_backend):
+def test_bench_markdown_says_n_a_without_an_x():
     case = bench.Case((784, 16, 10), 64, "sgd")
     text = bench.markdown([bench.Result(case, xpnet=1000.0, reference=500.0, torch=None, gemm_gflops=10.0)])
     row = text.splitlines()[-1]
@@ -269,7 +269,7 @@ def test_plot_says_where_it_wrote(device, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ messages
-def test_no_command_prints_the_help(host_device, capsys):
+def test_no_command_prints_the_help(capsys):
     assert run([]) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith("usage: xpnet") and all(c in captured.out for c in ("train", "evaluate", "bench"))

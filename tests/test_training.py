@@ -24,10 +24,10 @@ def test_two_moons_reach_97_percent(backend):
     assert model.evaluate(data.X_test, data.y_test)["accuracy"] >= 0.97
 
 
-def test_bundled_mnist_reaches_95_percent(backend):
+def test_bundled_mnist_reaches_95_percent(native_backend):
     data = xpnet.load_mnist()
     assert data.X_train.shape == (8000, 784) and data.X_test.shape == (2000, 784)
-    model = xpnet.MLP([784, 128, 64, 10], backend=backend, seed=0)
+    model = xpnet.MLP([784, 128, 64, 10], backend=native_backend, seed=0)
     opt = xpnet.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine")
     history = xpnet.fit(model, data.X_train, data.y_train, opt, epochs=20, batch_size=64, verbose=False)
     assert history.train_loss[-1] < history.train_loss[0]
@@ -80,6 +80,26 @@ def test_full_batch_gradient_descent_is_one_step_per_epoch(backend):
         np.testing.assert_allclose(xpnet.to_numpy(p), e, rtol=1e-12, atol=1e-14)
 
 
+def test_batches_are_sorted_inside_and_gathered_or_sliced(backend):
+    """One block sort and one gather, shared by fit and xpnet.sklearn: the same batches, rows in address order."""
+    from xpnet.backend import Buffers
+    from xpnet.batches import block_sorted, gather_batch
+
+    perm = backend.random(2, 0).permutation(23)
+    order = block_sorted(perm, 5)
+    host, was = xpnet.to_numpy(order), xpnet.to_numpy(perm)
+    for s in range(0, 23, 5):  # every batch holds the same rows, sorted; the short last one too
+        np.testing.assert_array_equal(host[s:s + 5], np.sort(was[s:s + 5]))
+    X = backend.asarray(np.arange(46.0).reshape(23, 2))
+    w = backend.asarray(np.arange(23.0))
+    Xb, none, wb = gather_batch(backend, (5, 10), order, Buffers(backend), X=X, L=None, w=w)
+    assert none is None
+    np.testing.assert_array_equal(xpnet.to_numpy(wb), host[5:10])
+    np.testing.assert_array_equal(xpnet.to_numpy(Xb), np.arange(46.0).reshape(23, 2)[host[5:10]])
+    Xs, = gather_batch(backend, (20, 23), None, X=X)  # no order: a slice
+    np.testing.assert_array_equal(xpnet.to_numpy(Xs), np.arange(40.0, 46.0).reshape(3, 2))
+
+
 def test_history_and_validation(backend):
     data = xpnet.load_moons(n=300, seed=2)
     model = xpnet.MLP([2, 8, 2], backend=backend)
@@ -117,7 +137,7 @@ def test_schedules_set_the_learning_rate_per_epoch(backend, name, expected):
     np.testing.assert_allclose(h.lr, expected, rtol=1e-12)
 
 
-def test_step_decay(host_backend):
+def test_step_decay():
     sched = xpnet.StepDecay(step_size=2, gamma=0.5)
     assert [sched(e, 6) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
 

@@ -31,7 +31,7 @@ ROWS = "".join(f"{i / 4},{i % 3},{i % 2}\n" for i in range(80))  # 80 rows: two 
 
 
 # ------------------------------------------------------------------ BOM and header
-def test_bom_keeps_every_row(host_backend, tmp_path):
+def test_bom_keeps_every_row(tmp_path):
     X, y, notes = load(write(tmp_path, "bom.csv", "\ufeff" + ROWS))
     assert X.shape == (80, 2) and X[0].tolist() == [0.0, 0.0] and y.dtype == np.int64
     assert notes == ["removed the UTF-8 byte-order mark (BOM) at the start of the file"]
@@ -39,7 +39,7 @@ def test_bom_keeps_every_row(host_backend, tmp_path):
     assert X.shape == (80, 2) and len(notes) == 2 and notes[1] == "line 1 is a header: a, b, label"
 
 
-def test_plain_file_has_no_notes(host_backend, tmp_path):
+def test_plain_file_has_no_notes(tmp_path):
     X, y, notes = load(write(tmp_path, "plain.csv", ROWS))
     assert X.shape == (80, 2) and notes == []
     X2, y2 = load_file(write(tmp_path, "plain.csv", ROWS), -1)  # the old signature
@@ -52,19 +52,19 @@ def test_plain_file_has_no_notes(host_backend, tmp_path):
     ("0,1,label\n", "0, 1, label"),  # pandas' default column names, and a named label
     ('"x 1","x 2","label"\n', "x 1, x 2, label"),
 ])
-def test_header_is_found_by_content(host_backend, tmp_path, header, names):
+def test_header_is_found_by_content(tmp_path, header, names):
     X, y, notes = load(write(tmp_path, "h.csv", header + ROWS))
     assert X.shape == (80, 2) and notes == [f"line 1 is a header: {names}"]
 
 
-def test_header_after_comments_and_blank_lines(host_backend, tmp_path):
+def test_header_after_comments_and_blank_lines(tmp_path):
     X, y, notes = load(write(tmp_path, "c.csv", "# exported 2026-01-01\n\na,b,label\n" + ROWS))
     assert X.shape == (80, 2) and notes == ["line 3 is a header: a, b, label"]
 
 
 # ------------------------------------------------------------------ index columns
 @pytest.mark.parametrize("first", ["", "Unnamed: 0"])
-def test_pandas_index_column_is_dropped(host_backend, tmp_path, first):
+def test_pandas_index_column_is_dropped(tmp_path, first):
     rows = "".join(f"{i},{i / 4},{i % 3},{i % 2}\n" for i in range(80))
     X, y, notes = load(write(tmp_path, "p.csv", f"{first},a,b,label\n" + rows))
     assert X.shape == (80, 2) and X[3].tolist() == [0.75, 0.0] and y.tolist()[:3] == [0, 1, 0]
@@ -76,25 +76,25 @@ def test_pandas_index_column_is_dropped(host_backend, tmp_path, first):
     assert Xn.shape == (80, 3) and yn is None
 
 
-def test_r_style_row_names_are_dropped(host_backend, tmp_path):
+def test_r_style_row_names_are_dropped(tmp_path):
     # write.csv(df) in R: quoted row names, and one name fewer in the header than fields in a row
     rows = "".join(f'"{i + 1}",{i / 4},{i % 3},{i % 2}\n' for i in range(80))
     X, y, notes = load(write(tmp_path, "r.csv", '"a","b","label"\n' + rows))
     assert X.shape == (80, 2) and X[1].tolist() == [0.25, 1.0] and "dropped the unnamed first column" in notes[-1]
 
 
-def test_unnamed_column_of_reals_is_a_feature(host_backend, tmp_path):
+def test_unnamed_column_of_reals_is_a_feature(tmp_path):
     X, y, notes = load(write(tmp_path, "u.csv", ",b,label\n0.5,1,0\n1.5,2,1\n"))
     assert X.tolist() == [[0.5, 1.0], [1.5, 2.0]] and y.tolist() == [0, 1] and len(notes) == 1
 
 
 # ------------------------------------------------------------------ quotes, delimiters, comments
-def test_quoted_values(host_backend, tmp_path):
+def test_quoted_values(tmp_path):
     X, y, notes = load(write(tmp_path, "q.csv", '"1.5","2","0"\n"3",4,"1"\n'))
     assert X.tolist() == [[1.5, 2.0], [3.0, 4.0]] and y.tolist() == [0, 1] and notes == []
 
 
-def test_semicolons_with_decimal_commas(host_backend, tmp_path):
+def test_semicolons_with_decimal_commas(tmp_path):
     path = write(tmp_path, "s.csv", "a;b;label\n1,5;2,0;1\n3;4,25;0\n-0,5;1e3;1\n")
     X, y, notes = load(path)
     assert X.tolist() == [[1.5, 2.0], [3.0, 4.25], [-0.5, 1000.0]] and y.tolist() == [1, 0, 1]
@@ -105,19 +105,19 @@ def test_semicolons_with_decimal_commas(host_backend, tmp_path):
 
 
 @pytest.mark.parametrize("sep,note", [("\t", "tabs"), ("  ", "runs of spaces")])
-def test_tabs_and_spaces(host_backend, tmp_path, sep, note):
+def test_tabs_and_spaces(tmp_path, sep, note):
     X, y, notes = load(write(tmp_path, "t.csv", ROWS.replace(",", sep)))
     assert X.shape == (80, 2) and notes == [f"fields are separated by {note}"]
 
 
-def test_comments_blank_and_all_space_lines(host_backend, tmp_path):
+def test_comments_blank_and_all_space_lines(tmp_path):
     text = "# made by hand\na,b,label  # names\n\n1,2,0 # first\n   # indented\n   \n\t\n3,4,1\n# end\n"
     X, y, notes = load(write(tmp_path, "c.csv", text))
     assert X.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("ending", ["\r\n", "\r"])
-def test_windows_and_old_mac_line_ends(host_backend, tmp_path, ending):
+def test_windows_and_old_mac_line_ends(tmp_path, ending):
     X, y, _ = load(write(tmp_path, "e.csv", ("a,b,label\n" + ROWS).replace("\n", ending)))
     assert X.shape == (80, 2)
     with pytest.raises(ValueError, match=r"line 4: '1,x,0' is not comma-separated numbers"):
@@ -125,7 +125,7 @@ def test_windows_and_old_mac_line_ends(host_backend, tmp_path, ending):
 
 
 # ------------------------------------------------------------------ labels
-def test_label_by_name_and_by_index(host_backend, tmp_path):
+def test_label_by_name_and_by_index(tmp_path):
     path = write(tmp_path, "n.csv", "label,a,b\n1,0.5,2\n0,1.5,3\n")
     for label in ("label", 0, -3):
         X, y, _ = load(path, label)
@@ -134,14 +134,14 @@ def test_label_by_name_and_by_index(host_backend, tmp_path):
     assert X.tolist() == [[1.0, 0.5], [0.0, 1.5]] and y.tolist() == [2, 3]
 
 
-def test_label_name_from_np_savetxt_comment_header(host_backend, tmp_path):
+def test_label_name_from_np_savetxt_comment_header(tmp_path):
     path = tmp_path / "s.csv"
     np.savetxt(path, np.array([[1.0, 0.0, 2.0], [3.0, 1.0, 4.0]]), delimiter=",", header="a,label,b")  # "# a,label,b"
     X, y, notes = load(path, "label")
     assert X.tolist() == [[1.0, 2.0], [3.0, 4.0]] and y.tolist() == [0, 1] and notes == []
 
 
-def test_text_labels_come_back_as_strings(host_backend, tmp_path):
+def test_text_labels_come_back_as_strings(tmp_path):
     text = 'sl,sw,species\n5.1,3.5,setosa\n4.9,3.0, versicolor \n6.3,3.3,"virginica"\n'
     X, y, notes = load(write(tmp_path, "iris.csv", text))
     assert X.tolist() == [[5.1, 3.5], [4.9, 3.0], [6.3, 3.3]]
@@ -152,7 +152,7 @@ def test_text_labels_come_back_as_strings(host_backend, tmp_path):
     assert notes == ["the labels (column 1) are text: y holds strings"]
 
 
-def test_real_valued_labels_stay_float(host_backend, tmp_path):
+def test_real_valued_labels_stay_float(tmp_path):
     X, y, _ = load(write(tmp_path, "r.csv", "a,t\n1,0.5\n2,-1.25\n3,2\n"))
     assert y.dtype == np.float64 and y.tolist() == [0.5, -1.25, 2.0]
 
@@ -174,12 +174,12 @@ def test_real_valued_labels_stay_float(host_backend, tmp_path):
     ("1,2,0\n3,4,dog\n", r"line 2: '3,4,dog' is not comma-separated numbers"),  # line 2 set numeric labels
     ("1\n2\n", r"--label-column -1 is out of range for 1 columns .*\(no comma in line 1: is that the delimiter\?\)"),
 ])
-def test_errors_name_the_line(host_backend, tmp_path, text, message):
+def test_errors_name_the_line(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         load_file(write(tmp_path, "t.csv", text))
 
 
-def test_bad_label_and_delimiter_arguments(host_backend, tmp_path):
+def test_bad_label_and_delimiter_arguments(tmp_path):
     path = write(tmp_path, "t.csv", "a,b,label\n1,2,0\n")
     with pytest.raises(ValueError, match=r"--label-column 'lable' is not a column of .*: its header has 'a', 'b', 'label'"):
         load_file(path, "lable")
@@ -193,7 +193,7 @@ def test_bad_label_and_delimiter_arguments(host_backend, tmp_path):
 
 # ------------------------------------------------------------------ large files: the in-place column drop
 @pytest.mark.parametrize("label", [0, 3, -1])
-def test_columns_dropped_in_place_across_blocks(host_backend, tmp_path, monkeypatch, label):
+def test_columns_dropped_in_place_across_blocks(tmp_path, monkeypatch, label):
     monkeypatch.setattr(csvfile, "_BLOCK", 64)  # many small blocks, each overlapping where it came from
     rng = np.random.default_rng(0)
     table = np.column_stack([np.arange(500), rng.standard_normal((500, 6)).round(6)])
@@ -208,7 +208,7 @@ def test_columns_dropped_in_place_across_blocks(host_backend, tmp_path, monkeypa
 
 # ------------------------------------------------------------------ .npz shapes
 @pytest.mark.parametrize("X", [np.arange(40.0), np.float64(3.0)])
-def test_npz_X_must_be_2d(host_backend, tmp_path, X):
+def test_npz_X_must_be_2d(tmp_path, X):
     np.savez(tmp_path / "d.npz", X=X, y=np.zeros(40))
     message = f"X has shape {X.shape}: expected (m samples, n features); a single feature is (m, 1)"
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -216,7 +216,7 @@ def test_npz_X_must_be_2d(host_backend, tmp_path, X):
 
 
 @pytest.mark.parametrize("shape", [(6, 28, 28), (6, 4, 4, 3)])
-def test_npz_images_are_flattened(host_backend, tmp_path, shape):
+def test_npz_images_are_flattened(tmp_path, shape):
     images = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
     np.savez(tmp_path / "img.npz", X=images, y=np.arange(6) % 2)
     X, y, notes = load(tmp_path / "img.npz")
@@ -227,7 +227,7 @@ def test_npz_images_are_flattened(host_backend, tmp_path, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int64, bool])
-def test_npz_one_hot_y_becomes_labels(host_backend, tmp_path, dtype):
+def test_npz_one_hot_y_becomes_labels(tmp_path, dtype):
     labels = np.array([2, 0, 1, 2, 1])
     np.savez(tmp_path / "d.npz", X=np.zeros((5, 3)), y=np.eye(3, dtype=dtype)[labels])
     X, y, notes = load(tmp_path / "d.npz")
@@ -240,7 +240,7 @@ def test_npz_one_hot_y_becomes_labels(host_backend, tmp_path, dtype):
     np.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]),  # probabilities
     np.array([[0], [1]]),  # one column
 ])
-def test_npz_other_2d_y_is_left_alone(host_backend, tmp_path, y):
+def test_npz_other_2d_y_is_left_alone(tmp_path, y):
     np.savez(tmp_path / "d.npz", X=np.zeros((2, 3)), y=y)
     _, y2, notes = load(tmp_path / "d.npz")
     np.testing.assert_array_equal(y2, y)
