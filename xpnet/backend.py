@@ -226,20 +226,11 @@ class Random:
             block = rows[start:start + step]
             block[...] = self._host.standard_normal(block.shape) * scale
 
-    def permutation(self, n: int, block: int | None = None):
+    def permutation(self, n: int):
         """A random permutation of ``range(n)``: drawn on the host, moved to the device once
-        (8 bytes a row; for NumPy, the host array itself).
-
-        With ``block``, the indices inside each run of ``block`` (a batch) are sorted: the
-        same batches, whose rows are then gathered in address order, which the memory
-        system serves faster (measured: a 1024-row gather from 60,000 x 784 float32 in
-        ~0.9 ms instead of ~1.2 ms on the 2-core development machine).
-        """
+        (8 bytes a row; for NumPy, the host array itself). For batches, see
+        :func:`xpnet.batches.block_sorted`."""
         perm = self._host.permutation(n)
-        if block is not None and block < n:
-            full = n - n % block
-            perm[:full].reshape(-1, block).sort(axis=1)
-            perm[full:].sort()
         return perm if self.backend.is_numpy else self.backend.asarray(perm)
 
 

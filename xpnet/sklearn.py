@@ -64,6 +64,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
 from .backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
+from .batches import block_sorted, gather_batch
 from .model import EVAL_BATCH, MLP, batch_spans
 from .optim import OPTIMIZERS, SGD, Adam, Optimizer
 
@@ -253,17 +254,6 @@ def _sample_weight(sample_weight, n: int):
     if np.all(sw == 0):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return sw
-
-
-def _block_sorted(order: np.ndarray, block: int) -> np.ndarray:
-    """``order`` with the indices inside each batch sorted: the same batches, gathered in
-    address order (faster; the sums over a batch's rows are the same up to rounding)."""
-    order = order.copy()
-    n = len(order)
-    full = n - n % block
-    order[:full].reshape(-1, block).sort(axis=1)
-    order[full:].sort()
-    return order
 
 
 def _json_params(params: dict) -> dict:
@@ -635,7 +625,7 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------------- the solvers
     def _fit_stochastic(self, Xd, Yd, targets: np.ndarray, sw, incremental: bool, rs) -> None:
         mlp = self.mlp_
-        backend, xp, nx = mlp.backend, mlp.xp, mlp.backend.nx
+        backend, xp = mlp.backend, mlp.xp
         if not incremental or "_optimizer" not in self.__dict__:
             self._optimizer = self._new_rule()
         rule = self._optimizer
@@ -671,31 +661,21 @@ class _BaseMLP(BaseEstimator):
         spans = batch_spans(n, batch_size)
         swd = None if sw is None else backend.asarray(sw, Xd.dtype)
         buf = Buffers(backend)
-        flat, n_in, k, dtype = mlp.flat, Xd.shape[1], Yd.shape[1], Xd.dtype
-        sample_idx = np.arange(n)
+        flat = mlp.flat
+        sample_idx = host_order = np.arange(n)  # unshuffled: batches are slices of the rows in order
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 order = None
                 if self.shuffle:
                     sample_idx = sk_shuffle(sample_idx, random_state=rs)
-                    host_order = _block_sorted(sample_idx, batch_size)
+                    host_order = block_sorted(sample_idx, batch_size)
                     order = host_order if backend.is_numpy else backend.asarray(host_order)
                 datas, sqs, coefs = [], [], []  # device 0-d terms; host coefficients of loss_
                 for start, stop in spans:
                     rows = stop - start
-                    if order is None:
-                        Xb, Yb = Xd[start:stop, :], Yd[start:stop, :]
-                        wb = None if swd is None else swd[start:stop]
-                        sw_sum = float(rows if sw is None else sw[start:stop].sum())
-                    else:
-                        idx = order[start:stop]
-                        # mode="clip" skips NumPy's bounds check; idx is a permutation
-                        Xb = nx.take(Xd, idx, axis=0, out=buf("X", (rows, n_in), dtype), mode="clip")
-                        Yb = nx.take(Yd, idx, axis=0, out=buf("Y", (rows, k), dtype), mode="clip")
-                        wb = None if swd is None else nx.take(swd, idx, axis=0, out=buf("w", (rows,), dtype),
-                                                              mode="clip")
-                        sw_sum = float(rows if sw is None else sw[host_order[start:stop]].sum())
+                    Xb, Yb, wb = gather_batch(backend, (start, stop), order, buf, X=Xd, Y=Yd, w=swd)
+                    sw_sum = float(rows if sw is None else sw[host_order[start:stop]].sum())
                     if sw_sum == 0:  # every weight of this batch is zero: nothing to learn from it
                         continue
                     data, sq, grad = self._batch(Xb, Yb, wb, sw_sum, buf)
