@@ -1,39 +1,7 @@
-"""scikit-learn's ``MLPClassifier`` and ``MLPRegressor``, on xpnet's engine.
-
-    from xpnet.sklearn import MLPClassifier   # instead of sklearn.neural_network
-    clf = MLPClassifier(hidden_layer_sizes=(128, 64), device="cuda").fit(X, y)
-
-Needs scikit-learn >= 1.7 (``pip install "scikit-learn>=1.7"``, or ``pip install ".[sklearn]"`` from
-a checkout); ``import xpnet`` alone never imports it.
-
-**What follows scikit-learn**, read from its ``sklearn/neural_network/_multilayer_perceptron.py``
-and ``_stochastic_optimizers.py`` (1.7 to 1.9): every parameter's name, meaning, default and
-check; the initial weights (Glorot-uniform, drawn from the same ``RandomState`` in the same
-order), the early-stopping split and the per-epoch shuffles, so that with ``dtype="float64"``
-a fit follows scikit-learn's step for step (the tests check this); the loss (data term as a
-sample-weighted mean, plus ``0.5 * alpha * ||W||^2 / batch``, weights only, under every
-solver), the stopping rules (``tol``, ``n_iter_no_change``, ``'adaptive'`` dividing the rate
-by 5 and stopping below 1e-6), ``'invscaling'`` on the samples seen ``t_`` (:class:`SGDRule`,
-:class:`AdamRule`), the update rules' forms (Sutskever momentum, scikit-learn's epsilon),
-``partial_fit`` (one epoch, optimizer state kept), ``warm_start``, and the fitted attributes.
-
-**What is xpnet's**: the forward and backward pass (:meth:`xpnet.MLP.backprop`, which
-weights rows through ``row_weights``), the update rules (:class:`xpnet.SGD` and
-:class:`xpnet.Adam` with ``form="sklearn"``, written once in ``xp`` as whole-buffer
-operations on :attr:`xpnet.MLP.flat`), float32 by default (``dtype``), the
-device (``device="cuda"``; CuPy input then stays on the GPU) and ``threads`` (BLAS threads
-during fit and predict).
-
-**Differences**: the log-loss of an unweighted fit is computed from the logits (no clipping
-at machine epsilon, which only matters where a probability is below about 1e-7); outputs are
-computed in ``dtype`` and returned in the input's float type; sparse input is made dense.
-
-**Pickles** follow scikit-learn's convention (network and optimizer state included) and run
-code when loaded: unpickle only files you trust. :meth:`MLPClassifier.save` /
-:meth:`MLPClassifier.load` write and read xpnet's own model file instead (``.npz`` of arrays
-plus JSON, read without pickle): the fitted network, its classes and the estimator's
-parameters, not the optimizer state.
-"""
+"""What :class:`MLPClassifier` and :class:`MLPRegressor` share: scikit-learn's parameters and
+their checks, pickling and cloning, the fitted attributes, the stochastic and L-BFGS solvers'
+loops (scikit-learn's loss, stopping rules and bookkeeping around :meth:`xpnet.MLP.backprop`),
+and xpnet's model files."""
 
 from __future__ import annotations
 
@@ -41,17 +9,12 @@ import contextlib
 import math
 import numbers
 import warnings
-from typing import Any, NamedTuple
+from typing import Any
 
 import array_api_compat
 import numpy as np
-
-try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(f'xpnet.sklearn needs scikit-learn >= 1.7: pip install "scikit-learn>=1.7" ({exc})') from None
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as sk_shuffle
@@ -59,201 +22,16 @@ from sklearn.utils import shuffle as sk_shuffle
 # scikit-learn's parameter constraints (what its own estimators use through BaseEstimator's
 # _validate_params), so that a bad parameter gets scikit-learn's InvalidParameterError.
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
-from .backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
-from .batches import block_sorted, gather_batch
-from .model import EVAL_BATCH, MLP, batch_spans
-from .optim import OPTIMIZERS, SGD, Adam, Optimizer
+from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
+from ..batches import block_sorted, gather_batch
+from ..model import EVAL_BATCH, MLP, batch_spans
+from .heads import HEADS, HIDDEN
+from .inputs import check_sample_weight, dense, on_device
+from .solvers import AdamRule, SGDRule
 
-__all__ = ["AdamRule", "MLPClassifier", "MLPRegressor", "SGDRule", "expected_failed_checks"]
-
-HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}  # scikit-learn -> xpnet
 RECORD_SOURCE = "xpnet.sklearn"  # MLP.data_info["source"] of a file written by save()
-
-
-# ------------------------------------------------------------------ the solvers
-class SGDRule:
-    """scikit-learn's ``SGDOptimizer``: the update is :class:`xpnet.SGD` with ``form="sklearn"``
-    (Sutskever momentum, whole-buffer operations on the flat parameter array); what this
-    class adds is the estimator's bookkeeping around it, the rate and when to stop:
-
-    ``lr_schedule``: ``'constant'``; ``'invscaling'`` sets ``learning_rate_init / (t + 1) **
-    power_t`` at the end of each epoch, ``t`` the samples seen so far (the estimator's
-    ``t_``); ``'adaptive'`` divides the rate by 5 each time progress stalls
-    (:meth:`trigger_stopping`) and stops once it is at most 1e-6.
-    """
-
-    def __init__(self, learning_rate_init: float = 0.1, lr_schedule: str = "constant", momentum: float = 0.9,
-                 nesterov: bool = True, power_t: float = 0.5):
-        self.learning_rate_init = float(learning_rate_init)
-        self.lr_schedule, self.power_t = lr_schedule, power_t
-        self.optimizer: Optimizer = SGD(self.learning_rate_init, momentum=momentum, nesterov=nesterov, form="sklearn")
-
-    @property
-    def learning_rate(self) -> float:
-        """The current rate (scikit-learn's ``learning_rate``)."""
-        return self.optimizer.current_lr
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self.optimizer.set_lr(value)
-
-    def update(self, backend: Backend, p, g) -> None:
-        """Update ``p`` ``(n,)`` in place from gradient ``g`` (only read)."""
-        if self.optimizer.bound_to is not p:
-            self._bind(backend, p)
-        self.optimizer.step([p], [g])
-
-    def _bind(self, backend: Backend, p) -> None:
-        """Attach the optimizer to ``p`` (first step, another device or dtype, unpickled), its state carried over."""
-        opt = self.optimizer
-        held = self.__dict__.pop("_held", None) or (self._host_state() if opt.xp is not None else None)
-        opt.attach([p], backend, decay=[False])
-        opt.bound_to = p
-        if held is not None:
-            opt.load_state(*held, lambda a: backend.asarray(a, p.dtype))
-
-    def _host_state(self) -> tuple[dict, dict]:
-        meta, arrays = self.optimizer.state()
-        return meta, {k: [np.array(to_numpy(a), copy=True) for a in v] for k, v in arrays.items()}
-
-    def iteration_ends(self, time_step: int) -> None:
-        if self.lr_schedule == "invscaling":
-            self.learning_rate = self.learning_rate_init / (time_step + 1) ** self.power_t
-
-    def trigger_stopping(self, msg: str, verbose) -> bool:
-        if self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
-            return True
-        if self.learning_rate <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate /= 5.0
-        if verbose:
-            print(f"{msg} Setting learning rate to {self.learning_rate:f}")
-        return False
-
-    def __getstate__(self) -> dict:
-        """The optimizer as its settings, rate and host state (it holds its namespace, a module)."""
-        state = dict(self.__dict__)
-        opt = state.pop("optimizer")
-        if opt.xp is not None:
-            state["_held"] = self._host_state()
-        state["_optimizer"] = (type(opt).__name__, opt.hyperparameters(), opt.current_lr)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        name, hyperparameters, lr = state.pop("_optimizer")
-        self.__dict__.update(state)
-        self.optimizer = OPTIMIZERS[name.lower()](**hyperparameters)
-        self.optimizer.set_lr(lr)
-
-
-class AdamRule(SGDRule):
-    """scikit-learn's ``AdamOptimizer``: :class:`xpnet.Adam` with ``form="sklearn"`` (epsilon
-    added to ``sqrt(v)``, not to the bias-corrected root). No schedule: a stall always stops.
-    """
-
-    def __init__(self, learning_rate_init: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-8):
-        self.learning_rate_init = float(learning_rate_init)
-        self.lr_schedule, self.power_t = "constant", 0.5
-        self.optimizer = Adam(self.learning_rate_init, betas=(beta_1, beta_2), eps=epsilon, form="sklearn")
-
-    @property
-    def learning_rate(self) -> float:
-        """The last step's bias-corrected rate, ``lr sqrt(1 - b2^t) / (1 - b1^t)`` (scikit-learn's ``learning_rate``)."""
-        opt = self.optimizer
-        (b1, b2), t = opt.betas, opt.t
-        return opt.current_lr * math.sqrt(1 - b2**t) / (1 - b1**t) if t else opt.current_lr
-
-    def trigger_stopping(self, msg: str, verbose) -> bool:
-        if verbose:
-            print(msg + " Stopping.")
-        return True
-
-
-# ---------------------------------------------------------------- output heads
-def _xlogy_rows(xp, Y, log_p):
-    """``sum_k xlogy(y, p)`` per row, with ``log_p`` already clipped (finite)."""
-    return xp.sum(Y * log_p, axis=1)
-
-
-def _log_loss_rows(xp, A, Y, eps):
-    P = xp.clip(A, eps, 1.0 - eps)
-    return -_xlogy_rows(xp, Y, xp.log(P))
-
-
-def _binary_log_loss_rows(xp, A, Y, eps):
-    P = xp.clip(A, eps, 1.0 - eps)
-    return -(_xlogy_rows(xp, Y, xp.log(P)) + _xlogy_rows(xp, 1.0 - Y, xp.log(1.0 - P)))
-
-
-def _squared_rows(xp, A, Y, eps):
-    D = A - Y
-    return xp.sum(D * D, axis=1) / 2  # scikit-learn then averages over outputs too: Head.per_output
-
-
-def _poisson_rows(xp, Z, Y, eps):
-    # half Poisson deviance with the log link, from Z = log(prediction):
-    # xlogy(y, y / exp(z)) - y + exp(z), where xlogy(0, .) = 0
-    positive = Y > 0
-    log_y = xp.log(xp.where(positive, Y, xp.ones_like(Y)))
-    return xp.sum(xp.where(positive, Y * (log_y - Z), xp.zeros_like(Y)) - Y + xp.exp(Z), axis=1)
-
-
-class Head(NamedTuple):
-    """An ``out_activation_``: the xpnet output that computes it and scikit-learn's loss."""
-
-    output: str  # xpnet's output activation for the network
-    rows: Any  # (xp, outputs or Z, Y, eps) -> (m,) loss per row, scikit-learn's definition
-    per_output: bool  # scikit-learn averages this loss over the outputs (squared error)
-    fast: bool  # the network's own loss and gradient (backprop) are scikit-learn's, unweighted
-
-
-HEADS = {
-    "softmax": Head("softmax", _log_loss_rows, False, True),
-    "logistic": Head("sigmoid", _binary_log_loss_rows, False, True),
-    "identity": Head("identity", _squared_rows, True, True),
-    # exp(z) with half Poisson deviance: the network ends in identity (z); the exp and the
-    # loss's gradient exp(z) - y are applied here, around MLP.backprop
-    "exp": Head("identity", _poisson_rows, False, False),
-}
-
-
-# ---------------------------------------------------------------- helpers
-def _on_device(a) -> bool:
-    """A non-NumPy array-API array (CuPy, array-api-strict, torch): kept off scikit-learn's checks."""
-    return array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray)
-
-
-def _dense(X):
-    return X.toarray() if hasattr(X, "toarray") else X
-
-
-def _sample_weight(sample_weight, n: int):
-    """scikit-learn's checks (and messages) for ``sample_weight``: ``(n,)`` float64 host array or None."""
-    if sample_weight is None:
-        return None
-    if _on_device(sample_weight):
-        sample_weight = to_numpy(sample_weight)
-    if isinstance(sample_weight, numbers.Number):
-        sw = np.full(n, sample_weight, dtype=np.float64)
-    else:
-        sw = check_array(sample_weight, accept_sparse=False, ensure_2d=False, dtype=np.float64, order="C",
-                         input_name="sample_weight")
-        if sw.ndim != 1:
-            raise ValueError("Sample weights must be 1D array or scalar")
-        if sw.shape != (n,):
-            raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n,)}!")
-    if np.all(sw == 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return sw
 
 
 def _json_params(params: dict) -> dict:
@@ -274,8 +52,7 @@ def _json_params(params: dict) -> dict:
     return out
 
 
-# ------------------------------------------------------------------- the estimators
-class _BaseMLP(BaseEstimator):
+class MLPEstimator(BaseEstimator):
     """What :class:`MLPClassifier` and :class:`MLPRegressor` share (scikit-learn's
     ``BaseMultilayerPerceptron``, on an :class:`xpnet.MLP`)."""
 
@@ -440,23 +217,23 @@ class _BaseMLP(BaseEstimator):
 
     def _fit_input(self, X, y, reset: bool):
         """``(X, y)``: X validated (host NumPy, or the caller's device array), y on the host."""
-        if _on_device(X):
+        if on_device(X):
             X = self._check_device_X(X, reset)
-            y = to_numpy(y) if _on_device(y) else y
+            y = to_numpy(y) if on_device(y) else y
             y = check_array(y, ensure_2d=False, dtype="numeric" if self._numeric_y else None, input_name="y")
             check_consistent_length(X, y)
             return X, y
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=self._numeric_y,
                              dtype=(np.float64, np.float32), reset=reset)
-        return _dense(X), y
+        return dense(X), y
 
     def _predict_input(self, X):
         """``(X, on_device, float type of the results)`` for predict."""
         check_is_fitted(self)
-        if _on_device(X):
+        if on_device(X):
             return self._check_device_X(X, reset=False), True, None
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
-        return _dense(X), False, X.dtype
+        return dense(X), False, X.dtype
 
     def _outputs(self, X):
         """The network's outputs ``(m, n_outputs_)`` in ``out_activation_``, on its device."""
@@ -489,7 +266,7 @@ class _BaseMLP(BaseEstimator):
         backend = self._backend()
         X, y = self._fit_input(X, y, reset=first_pass)
         y = self._check_targets(y, incremental)  # classes_ for a classifier
-        sw = _sample_weight(sample_weight, X.shape[0])
+        sw = check_sample_weight(sample_weight, X.shape[0])
         n_outputs = self._n_outputs(y)
         sizes = [X.shape[1], *[int(h) for h in hidden], n_outputs]
         rs = check_random_state(self.random_state)
@@ -613,7 +390,7 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         X, y = self._fit_input(X, y, reset=False)
         y = self._check_targets(y, incremental=True)
-        sw = _sample_weight(sample_weight, X.shape[0])
+        sw = check_sample_weight(sample_weight, X.shape[0])
         with self.mlp_.backend.activate(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             Xd, Yd, _ = self.mlp_.device_data(X, self._model_targets(y))
             wd = None if sw is None else self.mlp_.backend.asarray(sw, Xd.dtype)
@@ -815,7 +592,7 @@ class _BaseMLP(BaseEstimator):
 
         Raises ValueError for a file that is not such an estimator's (nothing in it is executed).
         """
-        from .model import load as load_model
+        from ..model import load as load_model
 
         mlp = load_model(path, device=device)
         record = mlp.data_info
@@ -853,263 +630,6 @@ class _BaseMLP(BaseEstimator):
 
     def _restore(self, mlp: MLP, record: dict) -> None:
         pass
-
-
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` on xpnet's engine.
-
-    Parameters are scikit-learn's (same names, meanings and defaults; see its
-    documentation), plus:
-
-    device : ``'cpu'`` (NumPy), ``'cuda'`` or ``'cuda:N'`` (CuPy), or an :class:`xpnet.Backend`
-        for any array-API namespace (such an estimator clones but does not pickle).
-    dtype : ``'float32'`` (default) or ``'float64'``: the network's arithmetic.
-    threads : BLAS threads during fit and predict (threadpoolctl); None leaves the BLAS alone.
-
-    Targets: class labels of any type (integers, strings, ...) in ``classes_``, or a 2-D 0/1
-    indicator matrix for multi-label classification (logistic outputs). Fitted attributes
-    are scikit-learn's (``coefs_`` and ``intercepts_`` as host NumPy arrays), plus ``mlp_``,
-    the fitted :class:`xpnet.MLP`.
-    """
-
-    _loss_name = "log_loss"
-    _numeric_y = False
-    _is_classifier = True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        return tags
-
-    # ----------------------------------------------------------- labels
-    def _check_targets(self, y, incremental: bool):
-        """scikit-learn's label checks; sets ``classes_`` when they are (re)learned."""
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if "classes_" not in self.__dict__ or (not self.warm_start and not incremental):
-            y_type = type_of_target(y, input_name="y")
-            if "multioutput" in y_type:
-                raise ValueError("Multioutput target data is not supported with label binarization")
-            self.classes_ = unique_labels(y)
-            self._y_type = y_type
-        else:
-            classes = unique_labels(y)
-            if self.warm_start and not incremental:
-                if set(classes) != set(self.classes_):
-                    raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
-                                     f"call to fit. Previously got {self.classes_}, `y` has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
-                                 f"'y' has {classes}.")
-        if (y.ndim == 2) != self._y_type.startswith("multilabel"):
-            raise ValueError(f"y has shape {y.shape} but the classifier was fitted with "
-                             f"{'multilabel indicator' if y.ndim == 1 else 'label vector'} targets")
-        return y
-
-    def _n_outputs(self, y) -> int:
-        if self._y_type.startswith("multilabel"):
-            return y.shape[1]
-        return len(self.classes_) if self._y_type == "multiclass" else 1
-
-    def _out_activation(self) -> str:
-        return "softmax" if self._y_type == "multiclass" else "logistic"
-
-    def _model_classes(self):
-        """The class list the network carries (None for multi-label and for a single class)."""
-        if self._y_type.startswith("multilabel") or len(self.classes_) < 2:
-            return None
-        return np.asarray(self.classes_.tolist())  # plain integers or strings
-
-    def _model_targets(self, y):
-        """``y`` as the network takes it: its labels (it encodes them), indicator rows, or zeros for one class."""
-        if self._y_type.startswith("multilabel"):
-            return np.asarray(y, dtype=np.float64)
-        if len(self.classes_) < 2:
-            return np.zeros(len(y))
-        return y
-
-    def _score_targets(self, y) -> np.ndarray:
-        """Host targets for the validation score: output indices, or the indicator matrix."""
-        if self._y_type.startswith("multilabel"):
-            return np.asarray(y).astype(np.int64)
-        if len(self.classes_) < 2:
-            return np.zeros(len(y), dtype=np.int64)
-        return np.asarray(to_numpy(self.mlp_.encode_labels(y))).astype(np.int64)
-
-    def _indices(self, A):
-        """Output indices ``(m,)`` (or a 0/1 matrix for multi-label) from outputs, as scikit-learn thresholds."""
-        xp = self.mlp_.xp
-        if self.out_activation_ == "softmax":
-            return xp.argmax(A, axis=1)
-        if self.n_outputs_ > 1:
-            return xp.astype(A > 0.5, xp.int64)
-        return xp.astype(A[:, 0] > 0.5, xp.int64)
-
-    def _validation_score(self, X_val, y_val, sw_val) -> float:
-        pred = to_numpy(self._indices(self._outputs(X_val)))
-        return float(accuracy_score(y_val, pred, sample_weight=sw_val))
-
-    # ----------------------------------------------------------- API
-    @available_if(lambda est: est._stochastic())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over ``(X, y)``, keeping the optimizer state between calls.
-
-        ``classes``: every class that will ever appear, required on the first call.
-        """
-        self._validate_params()
-        known = self.__dict__.get("classes_")
-        if known is None and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        if classes is not None:
-            if known is not None:
-                if not np.array_equal(known, unique_labels(classes)):
-                    raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, "
-                                     f"was: {known!r}")
-            else:
-                y_probe = to_numpy(y) if _on_device(y) else np.asarray(y)
-                if type_of_target(y_probe).startswith("multilabel"):
-                    self.classes_, self._y_type = unique_labels(y_probe), "multilabel-indicator"
-                else:
-                    self.classes_ = unique_labels(classes)
-                    self._y_type = type_of_target(np.asarray(classes), input_name="classes")
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict(self, X):
-        """Class labels ``(n_samples,)`` (a 0/1 matrix ``(n_samples, n_classes)`` for multi-label)."""
-        X, on_device, _ = self._predict_input(X)
-        with self._threads(), self.mlp_.backend.activate():
-            idx = self._indices(self._outputs(X))
-            if self._y_type.startswith("multilabel"):
-                return idx if on_device else np.asarray(to_numpy(idx))
-            if len(self.classes_) < 2:
-                out = np.repeat(self.classes_[0], X.shape[0])
-                return self.mlp_.backend.asarray(out) if on_device else out
-            labels = self.mlp_.decode_labels(idx)  # through the network's class list
-            if on_device and not isinstance(labels, np.ndarray):
-                return labels
-            return np.asarray(to_numpy(labels)).astype(self.classes_.dtype, copy=False)
-
-    def predict_proba(self, X):
-        """Probabilities ``(n_samples, n_classes)``, columns in the order of ``classes_``."""
-        X, on_device, dtype = self._predict_input(X)
-        with self._threads(), self.mlp_.backend.activate():
-            A = self._outputs(X)
-            if self.n_outputs_ == 1:
-                A = self.mlp_.xp.concat([1.0 - A, A], axis=1)
-            return self._result(A, on_device, dtype)
-
-    def predict_log_proba(self, X):
-        """``log(predict_proba(X))``."""
-        P = self.predict_proba(X)
-        if isinstance(P, np.ndarray):
-            return np.log(P, out=P)
-        return array_api_compat.array_namespace(P).log(P)
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """Mean accuracy (subset accuracy for multi-label), optionally sample-weighted."""
-        pred = to_numpy(self.predict(X))
-        y = to_numpy(y) if _on_device(y) else y
-        sample_weight = to_numpy(sample_weight) if _on_device(sample_weight) else sample_weight
-        return float(accuracy_score(y, pred, sample_weight=sample_weight))
-
-    def _restore(self, mlp: MLP, record: dict) -> None:
-        if mlp.output == "softmax":
-            self._y_type = "multiclass"
-        elif mlp.sizes[-1] > 1:
-            self._y_type = "multilabel-indicator"
-        else:
-            self._y_type = "binary"
-        classes = record.get("classes")
-        if mlp.classes is not None:
-            self.classes_ = mlp.classes
-        elif classes is not None:  # one class, or multi-label: kept in the record
-            self.classes_ = np.asarray(classes)
-        else:
-            raise ValueError("the file records no classes")
-
-    def _fitted_record(self) -> dict:
-        record = super()._fitted_record()
-        if self._model_classes() is None:
-            record["classes"] = np.asarray(self.classes_).tolist()
-        return record
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` on xpnet's engine.
-
-    ``loss``: ``'squared_error'`` (identity outputs) or ``'poisson'`` (exp outputs, half
-    Poisson deviance; targets >= 0). Other parameters as :class:`MLPClassifier`.
-    """
-
-    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
-                                    "loss": [StrOptions({"squared_error", "poisson"})]}
-    _numeric_y = True
-    _is_classifier = False
-
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32",
-                 threads=None):
-        super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
-                         batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
-                         power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
-                         verbose=verbose, warm_start=warm_start, momentum=momentum,
-                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
-                         threads=threads)
-        self.loss = loss
-
-    def _check_targets(self, y, incremental: bool):
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        return y
-
-    def _n_outputs(self, y) -> int:
-        return 1 if y.ndim == 1 else y.shape[1]
-
-    def _out_activation(self) -> str:
-        return "exp" if self.loss == "poisson" else "identity"
-
-    def _model_classes(self):
-        return None
-
-    def _model_targets(self, y):
-        return np.asarray(y, dtype=np.float64) if isinstance(y, np.ndarray) else y
-
-    def _score_targets(self, y) -> np.ndarray:
-        return np.asarray(y)
-
-    def _validation_score(self, X_val, y_val, sw_val) -> float:
-        pred = np.asarray(to_numpy(self._outputs(X_val)))
-        pred = pred[:, 0] if pred.shape[1] == 1 else pred
-        if not np.isfinite(pred).all():
-            return np.nan
-        return float(r2_score(y_val, pred, sample_weight=sw_val))
-
-    @available_if(lambda est: est._stochastic())
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over ``(X, y)``, keeping the optimizer state between calls."""
-        self._validate_params()
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict(self, X):
-        """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` for several targets."""
-        X, on_device, dtype = self._predict_input(X)
-        with self._threads(), self.mlp_.backend.activate():
-            A = self._outputs(X)
-            if A.shape[1] == 1:
-                A = A[:, 0]
-            return self._result(A, on_device, dtype)
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """R^2 of the predictions (uniform average over outputs), optionally sample-weighted."""
-        pred = to_numpy(self.predict(X))
-        y = to_numpy(y) if _on_device(y) else y
-        sample_weight = to_numpy(sample_weight) if _on_device(sample_weight) else sample_weight
-        return float(r2_score(y, pred, sample_weight=sample_weight))
 
 
 def expected_failed_checks(estimator) -> dict[str, str]:
