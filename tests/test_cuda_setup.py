@@ -25,6 +25,7 @@ import pytest
 import xpnet
 
 xb = importlib.import_module("xpnet.backend")  # the module itself, whatever xpnet re-exports as `backend`
+xc = importlib.import_module("xpnet._cuda")  # the first-run checks and the TF32 switch that backend calls
 pytest_plugins = ["pytester"]
 
 
@@ -151,10 +152,10 @@ def fake_cupy(count=2, kernel_error=None, matmul_error=None, matmul_result=None,
 @pytest.fixture(autouse=True)
 def fresh_state(monkeypatch):
     """Each test starts with nothing checked, TF32 left to CUPY_TF32 (unset), CuPy's package unknown."""
-    monkeypatch.setattr(xb, "_cuda_checked", {})
-    monkeypatch.setattr(xb, "_tf32_choice", None)
+    monkeypatch.setattr(xc, "_cuda_checked", {})
+    monkeypatch.setattr(xc, "_tf32_choice", None)
     monkeypatch.delenv("CUPY_TF32", raising=False)
-    monkeypatch.setattr(xb, "_cupy_distribution", lambda: None)
+    monkeypatch.setattr(xc, "_cupy_distribution", lambda: None)
 
 
 def install(monkeypatch, cupy):
@@ -202,7 +203,7 @@ def test_missing_nvrtc_names_the_library_and_the_ctk_extra(monkeypatch):
 def test_missing_cublas_suggests_the_extra_of_the_installed_package(monkeypatch):
     cublas = ImportError("libcublas.so.12: cannot open shared object file: No such file or directory")
     install(monkeypatch, fake_cupy(matmul_error=cublas))
-    monkeypatch.setattr(xb, "_cupy_distribution", lambda: "cupy-cuda12x")
+    monkeypatch.setattr(xc, "_cupy_distribution", lambda: "cupy-cuda12x")
     message = device_error("cuda")
     assert "(libcublas.so.12)" in message and "matmul (cuBLAS) failed (ImportError: libcublas.so.12" in message
     assert 'get the CUDA libraries with pip install "cupy-cuda12x[ctk]>=14", or use --device cpu' in message
@@ -220,7 +221,7 @@ def test_nvrtc_without_cuda_headers_is_a_missing_header(monkeypatch):
 def test_an_old_driver_shows_both_versions_and_the_matching_cupy(monkeypatch):
     old = CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version")
     install(monkeypatch, fake_cupy(kernel_error=old, driver=12040, runtime=13000))
-    monkeypatch.setattr(xb, "_cupy_distribution", lambda: "cupy-cuda13x")
+    monkeypatch.setattr(xc, "_cupy_distribution", lambda: "cupy-cuda13x")
     message = device_error()
     assert "the NVIDIA driver is too old for the CUDA runtime CuPy uses (driver: CUDA 12.4, CuPy's runtime: CUDA 13.0)" in message
     assert "cudaErrorInsufficientDriver" in message

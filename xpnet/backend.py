@@ -7,7 +7,8 @@ only this module (and host-side data loading) imports NumPy or CuPy for dispatch
 - ``device="cuda"`` / ``"cuda:N"`` -> CuPy on GPU N (imported lazily), checked once
   per process and GPU by one tiny elementwise kernel and one small matmul, so a
   missing CUDA library or a driver too old for CuPy's runtime stops here with one
-  line that says how to fix it, not later with a traceback. ``backend.device`` is
+  line that says how to fix it, not later with a traceback (those checks and lines,
+  and the TF32 switch, are :mod:`xpnet._cuda`). ``backend.device`` is
   that GPU's ``cupy.cuda.Device``; work on it runs inside ``with backend.activate():``,
   which makes it the current device for the block only (nothing is switched for the
   whole process, so models on two GPUs do not move each other's kernels).
@@ -20,9 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import re
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
@@ -30,6 +28,8 @@ from typing import Any
 
 import array_api_compat
 import numpy as np
+
+from ._cuda import allow_tf32, apply_tf32, cupy_tf32, explain_cuda_failure, first_line, first_run_failure, tf32_wanted
 
 __all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "get_backend", "to_numpy"]
 
@@ -100,7 +100,7 @@ class Backend:
             import cupy
 
             with self.activate():
-                return _cupy_tf32(cupy)
+                return cupy_tf32(cupy)
         if self.name in ("numpy", "array_api_strict"):
             return False
         return None
@@ -322,243 +322,30 @@ def _cupy_backend(device: str) -> Backend:
         if not suffix.isdigit():
             raise ValueError(f"device={device!r} is not a device: expected 'cpu', 'cuda' or 'cuda:N'")
         index = int(suffix)
-    _tf32_wanted()  # a malformed CUPY_TF32 is named here, not inside CuPy's first matmul
+    tf32_wanted()  # a malformed CUPY_TF32 is named here, not inside CuPy's first matmul
     try:
         import cupy
     except ModuleNotFoundError as exc:
         if exc.name != "cupy":  # CuPy is there, a module it imports is not
-            raise DeviceError(_explain_cuda_failure(None, device, "importing CuPy", exc)) from None
+            raise DeviceError(explain_cuda_failure(None, device, "importing CuPy", exc)) from None
         raise DeviceError(f"device={device!r} needs CuPy, which is not installed: {CUDA_HINT}") from None
     except Exception as exc:  # CuPy is installed but a CUDA library it loads at import is not
-        raise DeviceError(_explain_cuda_failure(None, device, "importing CuPy", exc)) from None
+        raise DeviceError(explain_cuda_failure(None, device, "importing CuPy", exc)) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError, or a driver that fails to load
-        no_gpu = f"device={device!r}: CuPy is installed but no CUDA GPU is visible ({_first_line(exc)}); use --device cpu"
-        raise DeviceError(_explain_cuda_failure(cupy, device, "counting GPUs", exc, otherwise=no_gpu)) from None
+        no_gpu = f"device={device!r}: CuPy is installed but no CUDA GPU is visible ({first_line(exc)}); use --device cpu"
+        raise DeviceError(explain_cuda_failure(cupy, device, "counting GPUs", exc, otherwise=no_gpu)) from None
     if count == 0:
         raise DeviceError(f"device={device!r}: CuPy is installed but no CUDA GPU is visible; use --device cpu")
     if index >= count:
         raise DeviceError(f"device={device!r}: only {count} GPU(s) visible, expected cuda:0 to cuda:{count - 1}")
-    _check_cuda(cupy, index, device)
+    failure = first_run_failure(cupy, index, device)  # once per process and GPU
+    if failure is not None:
+        raise DeviceError(failure)
     gpu = cupy.cuda.Device(index)  # entered by Backend.activate(); never .use()d process-wide
     with gpu:
-        _apply_tf32(cupy)
+        apply_tf32(cupy)
     import array_api_compat.cupy as xp
 
     return Backend("cupy", xp, gpu, f"cuda:{index}")
-
-
-# ---------------------------------------------------------------- the GPU's first run
-
-_cuda_checked: dict[int, str | None] = {}  # GPU index -> None (it works) or the DeviceError message
-
-
-def _check_cuda(cupy, index: int, device: str) -> None:
-    """Run one tiny elementwise kernel and one small matmul on GPU ``index``, once per process.
-
-    CuPy imports and counts GPUs with the driver alone; the first kernel needs NVRTC
-    and the first matmul cuBLAS, and a driver older than CuPy's CUDA runtime fails
-    there too. Checking here turns those tracebacks into one line at resolution time.
-    The outcome, good or bad, is kept for the process (CuPy keeps failed loads too).
-    """
-    if index not in _cuda_checked:
-        _cuda_checked[index] = _first_run_failure(cupy, index, device)
-    message = _cuda_checked[index]
-    if message is not None:
-        raise DeviceError(message)
-
-
-def _first_run_failure(cupy, index: int, device: str) -> str | None:
-    """None if GPU ``index`` runs a kernel and a matmul correctly, else why not (one line)."""
-    step = f"selecting GPU {index}"
-    try:
-        with cupy.cuda.Device(index):
-            step = "a tiny elementwise kernel (compiled by NVRTC)"
-            twice_plus_one = cupy.ElementwiseKernel("float32 x", "float32 y", "y = 2 * x + 1", "xpnet_first_kernel")
-            y = cupy.asnumpy(twice_plus_one(cupy.asarray(np.arange(4, dtype=np.float32))))  # (4,)
-            step = "a small float32 matmul (cuBLAS)"
-            a = cupy.asarray(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32))
-            c = cupy.asnumpy(cupy.matmul(a, a))  # (2, 2); small integers: exact even in TF32
-    except Exception as exc:
-        return _explain_cuda_failure(cupy, device, step, exc)
-    if not (np.array_equal(y, [1.0, 3.0, 5.0, 7.0]) and np.array_equal(c, [[7.0, 10.0], [15.0, 22.0]])):
-        return (
-            f"device={device!r}: GPU {index} gave wrong results in its first kernel and matmul "
-            f"(2x+1 of [0 1 2 3] -> {np.asarray(y).tolist()}, [[1 2] [3 4]]^2 -> {np.asarray(c).tolist()}); "
-            'check the driver and CuPy install (python -c "import cupy; cupy.show_config()"), or use --device cpu'
-        )
-    return None
-
-
-_DRIVER_TOO_OLD = re.compile(
-    r"InsufficientDriver|driver version is insufficient|UNSUPPORTED_PTX_VERSION|UnsupportedPtxVersion", re.I
-)
-_LIBRARY_MISSING = re.compile(
-    r"cannot open shared object|cannot open source file|failed to load|could not (?:find|load)|no such file"
-    r"|DynamicLibNotFound|\blib[\w-]+\.so|[\w-]+\.dll\b",
-    re.I,
-)
-_LIBRARY_ERRORS = ("ImportError", "OSError", "CompileException", "DynamicLibNotFoundError")
-_LIBRARY_NAME = re.compile(r"\blib[\w-]+\.so(?:\.\d+)*|\b[\w-]+\.dll\b|\bcuda_\w+\.h\b")
-
-
-def _first_line(exc: BaseException, limit: int = 240) -> str:
-    """``Type: message``, first non-empty line only, cut to ``limit`` characters."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _explain_cuda_failure(cupy, device: str, step: str, exc: BaseException, otherwise: str | None = None) -> str:
-    """One line for a CUDA failure: what failed, and the fix for a missing library or an old driver."""
-    text = f"{type(exc).__name__}: {exc}"
-    kinds = {k.__name__ for k in type(exc).__mro__}
-    detail = _first_line(exc)
-    if _DRIVER_TOO_OLD.search(text):
-        return _driver_too_old(cupy, device, step, detail)
-    if _LIBRARY_MISSING.search(text) or kinds & set(_LIBRARY_ERRORS):
-        name = _LIBRARY_NAME.search(text)
-        what = f" ({name.group(0)})" if name else ""
-        package = _cupy_distribution()
-        if package in ("cupy-cuda12x", "cupy-cuda13x"):
-            fix = f'pip install "{package}[ctk]>=14"'
-        else:
-            fix = 'pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cuda12x[ctk]>=14" for a CUDA 12 driver)'
-        return (
-            f"device={device!r}: CuPy is installed but a CUDA library or header it needs is missing{what}: "
-            f"{step} failed ({detail}); get the CUDA libraries with {fix}, or use --device cpu"
-        )
-    if otherwise is not None:
-        return otherwise
-    return (
-        f"device={device!r}: {step} failed on the GPU ({detail}); "
-        'python -c "import cupy; cupy.show_config()" shows what CuPy found, or use --device cpu'
-    )
-
-
-def _driver_too_old(cupy, device: str, step: str, detail: str) -> str:
-    """The driver/runtime mismatch line, with both CUDA versions where CuPy can read them."""
-    runtime = getattr(getattr(cupy, "cuda", None), "runtime", None)
-    driver = _cuda_version(getattr(runtime, "driverGetVersion", None))
-    used = _cuda_version(getattr(runtime, "runtimeGetVersion", None))
-    versions = f"driver: CUDA {_dotted(driver)}, CuPy's runtime: CUDA {_dotted(used)}"
-    package = _cupy_distribution()
-    if driver is not None and driver[0] in (12, 13) and package != f"cupy-cuda{driver[0]}x":
-        remove = f"pip uninstall -y {package} && " if package else ""
-        fix = f'install the CuPy for CUDA {driver[0]}: {remove}pip install "cupy-cuda{driver[0]}x[ctk]>=14"'
-    elif driver is not None and driver[0] < 12:
-        fix = "update the NVIDIA driver (xpnet's CuPy needs a driver for CUDA 12 or newer)"
-    elif driver is not None:
-        fix = f"update the NVIDIA driver to one for CUDA {_dotted(used) if used else driver[0]} or newer"
-    else:
-        fix = (
-            "install the CuPy whose CUDA major version matches the driver (nvidia-smi shows it): "
-            '"cupy-cuda12x[ctk]>=14" or "cupy-cuda13x[ctk]>=14", or update the NVIDIA driver'
-        )
-    return (
-        f"device={device!r}: the NVIDIA driver is too old for the CUDA runtime CuPy uses ({versions}): "
-        f"{step} failed ({detail}); {fix}, or use --device cpu"
-    )
-
-
-def _cuda_version(query) -> tuple[int, int] | None:
-    """(major, minor) from a CUDA version query such as ``driverGetVersion`` (12040 -> (12, 4))."""
-    try:
-        v = int(query())
-    except Exception:  # not readable: a missing runtime, a fake, no driver
-        return None
-    return (v // 1000, v % 1000 // 10) if v > 0 else None
-
-
-def _dotted(version: tuple[int, int] | None) -> str:
-    return "?" if version is None else f"{version[0]}.{version[1]}"
-
-
-def _cupy_distribution() -> str | None:
-    """The pip package that installed CuPy (``cupy-cuda13x``, ...), or None if unknown."""
-    from importlib import metadata
-
-    for name in ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"):
-        try:
-            metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-        return name
-    return None
-
-
-# --------------------------------------------------------- TF32: one process-wide switch
-
-_tf32_choice: bool | None = None  # set by allow_tf32; None: CUPY_TF32 decides, as in CuPy (default off)
-
-
-def allow_tf32(enabled: bool) -> bool:
-    """Let float32 matmuls on CuPy GPUs use TF32 tensor cores, for the whole process;
-    returns the setting it replaces (``allow_tf32(previous)`` puts it back).
-
-    Off by default. TF32 rounds matmul inputs to a 10-bit mantissa (relative error
-    about 1e-3 instead of 1e-7): much faster on compute capability 8.0+ (Ampere and
-    newer), but not float32, so results differ from the CPU's beyond float32 rounding.
-    CuPy's setting is process-wide, so this is too: it holds for every CuPy backend,
-    resolved before or after the call. ``allow_tf32(False)`` turns it off again and
-    overrides CuPy's own ``CUPY_TF32=1`` (honoured while this was never called).
-    ``Backend.tf32`` reports what is in force, for run reports.
-
-    Raises:
-        ValueError: ``enabled`` is not a bool.
-    """
-    global _tf32_choice
-    if not isinstance(enabled, bool):
-        raise ValueError(f"enabled={enabled!r} is not a bool: expected True or False")
-    previous = _tf32_wanted()
-    _tf32_choice = enabled
-    # CuPy reads CUPY_TF32 when it first needs float32's matmul mode: setting it covers
-    # a CuPy not imported yet, and one whose internal setter below has moved.
-    os.environ["CUPY_TF32"] = "1" if enabled else "0"
-    cupy = sys.modules.get("cupy")
-    if cupy is not None:
-        # Applied again, with any error explained, whenever a cuda backend is resolved.
-        with contextlib.suppress(Exception):
-            _apply_tf32(cupy)
-    return previous
-
-
-def _tf32_wanted() -> bool:
-    """allow_tf32's choice, else ``CUPY_TF32`` read the way CuPy reads it (``int(...) > 0``)."""
-    if _tf32_choice is not None:
-        return _tf32_choice
-    value = os.environ.get("CUPY_TF32", "").strip() or "0"
-    try:
-        return int(value) > 0
-    except ValueError:
-        raise ValueError(f"CUPY_TF32={value!r} is not an integer: expected 0 (TF32 off) or 1 (on)") from None
-
-
-def _cupy_linalg(cupy):
-    """CuPy's module that holds the float32 matmul mode, or None where it is not found.
-
-    ``cupy._core._routines_linalg`` is CuPy-internal (its own tests drive TF32 through
-    it); without it only the ``CUPY_TF32`` variable reaches CuPy.
-    """
-    linalg = getattr(getattr(cupy, "_core", None), "_routines_linalg", None)
-    needed = ("get_compute_type", "set_compute_type", "COMPUTE_TYPE_TF32", "COMPUTE_TYPE_DEFAULT")
-    return linalg if linalg is not None and all(hasattr(linalg, n) for n in needed) else None
-
-
-def _apply_tf32(cupy) -> None:
-    """Make CuPy's float32 matmul mode match :func:`allow_tf32` (call inside the GPU's context)."""
-    linalg = _cupy_linalg(cupy)
-    if linalg is None:
-        return
-    want = _tf32_wanted()
-    if want != (linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32):
-        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if want else linalg.COMPUTE_TYPE_DEFAULT)
-
-
-def _cupy_tf32(cupy) -> bool:
-    """Whether CuPy will run float32 matmuls in TF32 (read back from CuPy where it can be)."""
-    linalg = _cupy_linalg(cupy)
-    if linalg is None:
-        return _tf32_wanted()
-    return linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
