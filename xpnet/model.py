@@ -31,7 +31,7 @@ from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
 from .faults import check_memory
 from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
 from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
-from .preprocess import SCALE_CHOICES, Scaler, fit_scaler
+from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
 from .validate import check_choice, check_features, check_targets
 
 INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at zero
@@ -384,9 +384,15 @@ class MLP:
         (a second call changes nothing).
         :func:`~xpnet.fit` calls this; call it yourself for a hand-written loop.
         """
-        X = check_features(X, self.sizes[0])  # bad X is reported as such, before anything is learned from it
+        learns_from_y = y is not None and (
+            (self.multilabel is None and self.output == "sigmoid" and self.sizes[-1] >= 2)
+            or (self.classes is None and self.takes_labels) or self._target_scale_to_fit is not None)
+        if self._scale_to_fit is None and not learns_from_y:
+            return  # nothing left to learn (fit's own call after a first one): X is checked where it is used
+        # bad X is reported as such, before anything is learned from it
+        X = check_features(X, self.sizes[0])
         if self._scale_to_fit is not None:
-            self.scaler, self._scale_to_fit = fit_scaler(X, self._scale_to_fit), None
+            self.scaler, self._scale_to_fit = scaler_for(to_numpy(X), self._scale_to_fit), None
             self._device_cache.clear()
         if y is not None and self.multilabel is None and self.output == "sigmoid" and self.sizes[-1] >= 2:
             from .validate import as_array

@@ -77,7 +77,16 @@ def fit_scaler(X: Any, kind: str = "standard") -> Scaler | None:
     from .validate import as_array, check_features
 
     X = as_array(X, "X")
-    X = to_numpy(check_features(X, X.shape[1] if X.ndim == 2 else 0))  # numeric, 2-D, non-empty, finite
+    return scaler_for(to_numpy(check_features(X, X.shape[1] if X.ndim == 2 else 0)), kind)  # numeric, 2-D, finite
+
+
+def scaler_for(X: np.ndarray, kind: str) -> Scaler | None:
+    """:func:`fit_scaler` for a host ``X`` ``(m, n)`` already checked (numbers, 2-D, non-empty,
+    finite), as :meth:`~xpnet.MLP.prepare` has it: the check is not made twice."""
+    if kind not in SCALE_CHOICES:
+        raise ValueError(f"scale={kind!r} is not known: expected one of {', '.join(map(repr, SCALE_CHOICES))}")
+    if kind == "none":
+        return None
     lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
     if kind == "auto":
         if lo.min() >= -1.0 and hi.max() <= 1.0:
