@@ -189,7 +189,7 @@ def test_data_npz_never_inflates_arrays_other_than_X_and_y(files, tmp_path):
 
 def test_data_X_larger_than_the_memory_available_is_refused_unread(files, tmp_path, monkeypatch):
     bomb = _rewrite(files["data"], tmp_path / "d.npz", "X.npy")
-    monkeypatch.setattr(xio, "_host_memory", lambda: 64 * 2**20)
+    monkeypatch.setattr(xio, "host_memory", lambda: 64 * 2**20)
     error, peak = _peak(lambda: data.load_file(bomb))
     with pytest.raises(ValueError, match=r"^--data '.*d.npz' members 'y.npy', 'X.npy' declare 128.0 MiB uncompressed: "
                                          r"expected at most the 64.0 MiB of memory available$"):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import ModuleType
@@ -31,7 +33,8 @@ import numpy as np
 
 from ._cuda import allow_tf32, apply_tf32, cupy_tf32, explain_cuda_failure, first_line, first_run_failure, tf32_wanted
 
-__all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "get_backend", "to_numpy"]
+__all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "free_memory", "get_backend",
+           "host_memory", "to_numpy"]
 
 CUDA_HINT = ('install CuPy with pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cuda12x[ctk]>=14" for a CUDA 12 driver), '
              "or use --device cpu")
@@ -251,6 +254,33 @@ def to_numpy(a) -> np.ndarray:
         except (BufferError, RuntimeError, TypeError, ValueError):
             return np.from_dlpack(array_api_compat.to_device(a, "cpu"))
     return np.asarray(a)
+
+
+def host_memory() -> int | None:
+    """Bytes the host can still give: Linux's ``MemAvailable`` (free memory plus the page cache it
+    can drop, the figure ``free`` shows as available), else its physical memory; ``None`` if unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def free_memory(backend: Backend) -> Iterator[tuple[str, int]]:
+    """``(where, free bytes)``: the host's (:func:`host_memory`, when known), then on CuPy the GPU's,
+    counting what CuPy's pool holds unused; ``where`` is ``""`` or ``" on cuda:N"``, for messages."""
+    host = host_memory()
+    if host is not None:
+        yield "", host
+    if backend.is_cupy:
+        import cupy
+
+        with backend.activate():
+            free = backend.device.mem_info[0] + cupy.get_default_memory_pool().free_bytes()
+        yield f" on {backend.label}", free
 
 
 def get_backend(backend: str | ModuleType | Backend | None = None, device: Any = "cpu") -> Backend:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from .backend import Backend
+from .backend import Backend, free_memory
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -100,29 +100,11 @@ def check_memory(n_params: int, itemsize: int, sizes: list[int], backend: Backen
     ``n_params`` weights of ``itemsize`` bytes do not fit the host's free memory (they are drawn
     there) or, on CuPy, the GPU's."""
     need = n_params * itemsize
-    for where, free in _free_memory(backend):
+    for where, free in free_memory(backend):
         if need > free:
             raise ValueError(f"sizes={sizes} needs {need / 2**30:.1f} GiB for its {n_params:,} parameters alone "
                              f"({itemsize} bytes each), more than the {free / 2**30:.1f} GiB of free memory{where}: "
                              "use narrower layers")
-
-
-def _free_memory(backend: Backend) -> Iterator[tuple[str, int]]:
-    """(where, free bytes): the host's (on Linux), then on CuPy the GPU's, with what CuPy's pool holds unused."""
-    import os
-
-    try:
-        host = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not Linux: no figure to check against
-        host = None
-    if host is not None:
-        yield "", host
-    if backend.is_cupy:
-        import cupy
-
-        with backend.activate():
-            free = backend.device.mem_info[0] + cupy.get_default_memory_pool().free_bytes()
-        yield f" on {backend.label}", free
 
 
 class StopOnSignal:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .backend import to_numpy
+from .backend import host_memory, to_numpy
 
 FORMAT = "xpnet-model"
 CHECKPOINT_FORMAT = "xpnet-checkpoint"
@@ -180,7 +180,7 @@ def _checked_members(zf: zipfile.ZipFile, file_bytes: int, what: str, names, des
         if limit is not None and info.file_size > limit:
             raise _Refused(f"{member} declares {info.file_size:,} bytes: expected at most {limit:,} ({_size(limit)})")
         chosen[name] = info
-    total, available = sum(info.file_size for info in chosen.values()), _host_memory()
+    total, available = sum(info.file_size for info in chosen.values()), host_memory()
     if available is not None and total > available:
         listed = ", ".join(repr(info.filename) for info in chosen.values())
         raise _Refused(f"{what} members {listed} declare {_size(total)} uncompressed: expected at most the "
@@ -205,18 +205,6 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> np.nd
                            f"({need:,} bytes) but declares {room:,} bytes of data: expected the two to agree")
     with zf.open(info) as fp:
         return fmt.read_array(fp, allow_pickle=False)
-
-
-def _host_memory() -> int | None:
-    """Bytes the host can still give (Linux's MemAvailable, else its physical memory), or None if unknown."""
-    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _size(n: int) -> str:
