@@ -4,7 +4,7 @@ One place for what :func:`xpnet.fit` (:func:`xpnet.train.run_epoch`) and the
 estimators of :mod:`xpnet.sklearn` both do each epoch: draw an order of the rows,
 sort the indices inside each batch (:func:`block_sorted`), and take each batch's
 rows into reused arrays (:func:`gather_batch`). The batches themselves are the
-``(start, stop)`` spans of :func:`xpnet.model.batch_spans`; with an order, batch
+``(start, stop)`` spans of :func:`batch_spans`; with an order, batch
 ``i`` is the rows ``order[start:stop]``, without one the slice ``start:stop``.
 """
 
@@ -13,6 +13,15 @@ from __future__ import annotations
 import array_api_compat
 
 from .backend import NO_BUFFERS, Backend, Buffers
+
+
+def batch_spans(m: int, batch_size: int | None) -> list[tuple[int, int]]:
+    """``(start, stop)`` pairs covering ``range(m)``; ``None`` is one full batch.
+
+    Stops are clamped to ``m``: out-of-range slices are not in the array-API standard.
+    """
+    size = m if batch_size is None else min(batch_size, m)
+    return [(s, min(s + size, m)) for s in range(0, m, size)]
 
 
 def block_sorted(order, block: int):

@@ -1,7 +1,7 @@
 """Files: one ``.npz`` of host NumPy arrays plus JSON metadata; no pickle.
 
 This module knows bytes, arrays and metadata, not models or training: ``model.py``
-builds a model from what it reads, ``checkpoint.py`` a run's state.
+builds a model from what it reads (:func:`read_model`), ``checkpoint.py`` a run's state.
 
 Layout (format version 2): ``W1, b1, ..., WL, bL``; with an input scaler also
 ``scale.shift`` and ``scale.factor`` (float64, ``(n_in,)``); and ``metadata``, the
@@ -369,6 +369,45 @@ def checked_scaler(arrays: dict, kind: Any, n_in: int, where: str, prefix: str =
     if scaler.n_features != n_in:
         raise ValueError(f"{where} has an {what} scaler for {scaler.n_features} values but {width}={n_in}")
     return scaler
+
+
+def read_model(path, validate) -> tuple[dict, list[str]]:
+    """The model stored at ``path`` (a model file of format version 1 or 2, or the model inside a
+    checkpoint), checked: keyword arguments for :meth:`MLP.from_arrays <xpnet.MLP.from_arrays>`
+    (``arrays``, ``scale``, ``target_scale``, ``data_info`` and the config), and the sorted names
+    of any arrays a model file holds beyond them, which the caller refuses once the model is
+    built. ``validate`` is the model's config check (see :func:`checked_config`).
+    """
+    arrays, meta = load_arrays(path)
+    where = f"path={str(path)!r}"
+    if meta.get("format") == CHECKPOINT_FORMAT:
+        checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
+        model_meta = meta.get("model")
+        if not isinstance(model_meta, dict):
+            raise ValueError(f"{where} has malformed metadata: no model description")
+        return _stored_model(arrays, model_meta, where, "param.", validate), []
+    checked_version(meta, where, FORMAT, "an xpnet model file")
+    stored = _stored_model(arrays, meta, where, "", validate)
+    expected = {f"{k}{l}" for l in range(1, len(stored["sizes"])) for k in "Wb"}
+    if stored["scale"] is not None:
+        expected |= {"scale.shift", "scale.factor"}
+    if stored["target_scale"] is not None:
+        expected |= {"target.shift", "target.factor"}
+    return stored, sorted(set(arrays) - expected)
+
+
+def _stored_model(arrays: dict, meta: dict, where: str, prefix: str, validate) -> dict:
+    """:func:`read_model`'s keyword arguments from ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
+    config = checked_config(meta, where, validate)
+    params = checked_params(arrays, config, where, prefix)
+    scaler = checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
+    target = checked_scaler(arrays, meta.get("target_scale"), config["sizes"][-1], where, "target")
+    if target is not None and config["output"] != "identity":
+        raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
+    data_info = meta.get("data")
+    if data_info is not None and not isinstance(data_info, dict):
+        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
+    return {"arrays": params, "scale": scaler, "target_scale": target, "data_info": data_info, **config}
 
 
 def check_writable(path, name: str) -> None:

@@ -28,11 +28,12 @@ import numpy as np
 from . import io
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
+from .batches import batch_spans
 from .faults import check_memory
 from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
 from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
-from .validate import check_choice, check_features, check_targets
+from .validate import as_array, check_choice, check_features, check_range, check_sizes, check_targets
 
 INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at zero
     "small": lambda n_in: 0.01,  # the tutorials' np.random.randn(...) * 0.01
@@ -42,24 +43,6 @@ INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at
 }
 DTYPES = ("float32", "float64")
 EVAL_BATCH = 8192  # rows per forward pass in evaluate/predict: bounds memory, not results
-
-
-def batch_spans(m: int, batch_size: int | None) -> list[tuple[int, int]]:
-    """``(start, stop)`` pairs covering ``range(m)``; ``None`` is one full batch.
-
-    Stops are clamped to ``m``: out-of-range slices are not in the array-API standard.
-    """
-    size = m if batch_size is None else min(batch_size, m)
-    return [(s, min(s + size, m)) for s in range(0, m, size)]
-
-
-def _check_range(X: np.ndarray, dtype: str, name: str) -> None:
-    """ValueError if host ``X`` holds values that ``dtype`` (float32) turns into infinities."""
-    top = float(np.max(np.abs(X)))
-    limit = float(np.finfo(dtype).max)
-    if top > limit:
-        raise ValueError(f"{name} holds values up to {top:g}, beyond {dtype}'s range (+-{limit:.3g}): they would become "
-                         f"infinite; rescale those features, or use dtype='float64' (--dtype float64)")
 
 
 class ParamList(list):
@@ -117,20 +100,6 @@ class Gradient(NamedTuple):
     loss: Any  # 0-d device array: the loss summed over the batch's rows
     correct: Any  # 0-d device count of correct predictions, or None when not asked for
     grad: Any  # (n_params,) device array in the layout of MLP.flat: the sum over rows / batch_size
-
-
-def _check_sizes(sizes: Any) -> list[int]:
-    try:
-        out = [int(s) for s in sizes]
-        ok = all(float(s) == int(s) for s in sizes) and not isinstance(sizes, (str, bytes))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or len(out) < 2 or min(out) < 1:
-        raise ValueError(
-            f"sizes={sizes!r} is not a list of layer widths: expected at least 2 integers >= 1, "
-            "e.g. [784, 128, 64, 10]"
-        )
-    return out
 
 
 class MLP:
@@ -214,7 +183,7 @@ class MLP:
         self._bind(self.backend.asarray(host))  # one transfer
 
     def _configure(self, sizes, activation, output, loss, init, dtype, classes=None, multilabel=None) -> None:
-        self.sizes = _check_sizes(sizes)
+        self.sizes = check_sizes(sizes)
         self.activation = check_choice(activation, "activation", HIDDEN)
         self.output = check_choice(output, "output", OUTPUTS)
         self.loss = DEFAULT_LOSS[output] if loss is None else check_choice(loss, "loss", tuple(LOSSES))
@@ -395,8 +364,6 @@ class MLP:
             self.scaler, self._scale_to_fit = scaler_for(to_numpy(X), self._scale_to_fit), None
             self._device_cache.clear()
         if y is not None and self.multilabel is None and self.output == "sigmoid" and self.sizes[-1] >= 2:
-            from .validate import as_array
-
             self.multilabel = as_array(y, "y").ndim == 2  # scikit-learn's rule: an indicator matrix is multi-label
         if y is not None and self.classes is None and self.takes_labels and not self.multilabel:
             self.classes = infer_classes(y, X.shape[0], self.sizes[-1])
@@ -453,7 +420,7 @@ class MLP:
                              "training data first (fit does), so that every X is scaled the same way")
         X = check_features(X, self.sizes[0], name)
         if isinstance(X, np.ndarray) and X.dtype.itemsize > np.dtype(self.dtype).itemsize and X.size:
-            _check_range(X, self.dtype, name)  # a host array only: no read back from a device
+            check_range(X, self.dtype, name)  # a host array only: no read back from a device
         Xd = self.backend.asarray(X, self.backend.dtype(self.dtype))
         if self.scaler is not None:
             shift, factor = self._scale_arrays()
@@ -766,21 +733,6 @@ class MLP:
         return self
 
 
-def _model_from(arrays: dict, meta: dict, where: str, prefix: str, backend: Any, device: Any) -> MLP:
-    """Build the model stored in ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
-    config = io.checked_config(meta, where, MLP.check_config)
-    params = io.checked_params(arrays, config, where, prefix)
-    scaler = io.checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
-    target = io.checked_scaler(arrays, meta.get("target_scale"), config["sizes"][-1], where, "target")
-    if target is not None and config["output"] != "identity":
-        raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
-    data_info = meta.get("data")
-    if data_info is not None and not isinstance(data_info, dict):
-        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
-    return MLP.from_arrays(params, backend=backend, device=device, scale=scaler, target_scale=target,
-                           data_info=data_info, **config)
-
-
 def load(path, device: Any = "cpu", backend: Any = None) -> MLP:
     """Load a model saved by :meth:`MLP.save` (format version 1 or 2), or the model inside a
     checkpoint written by :func:`~xpnet.fit`, onto any backend and device.
@@ -790,22 +742,8 @@ def load(path, device: Any = "cpu", backend: Any = None) -> MLP:
             from a newer xpnet, or its arrays do not match its metadata. Nothing in the
             file is executed.
     """
-    arrays, meta = io.load_arrays(path)
-    where = f"path={str(path)!r}"
-    if meta.get("format") == io.CHECKPOINT_FORMAT:
-        io.checked_version(meta, where, io.CHECKPOINT_FORMAT, "an xpnet checkpoint")
-        model_meta = meta.get("model")
-        if not isinstance(model_meta, dict):
-            raise ValueError(f"{where} has malformed metadata: no model description")
-        return _model_from(arrays, model_meta, where, "param.", backend, device)
-    io.checked_version(meta, where, io.FORMAT, "an xpnet model file")
-    model = _model_from(arrays, meta, where, "", backend, device)
-    expected = {f"{k}{l}" for l in range(1, len(model.sizes)) for k in "Wb"}
-    if model.scaler is not None:
-        expected |= {"scale.shift", "scale.factor"}
-    if model.target_scaler is not None:
-        expected |= {"target.shift", "target.factor"}
-    extra = sorted(set(arrays) - expected)
+    stored, extra = io.read_model(path, MLP.check_config)  # checked: the model is built from these alone
+    model = MLP.from_arrays(backend=backend, device=device, **stored)
     if extra:
-        raise ValueError(f"{where} arrays do not match sizes={model.sizes}: unexpected {extra}")
+        raise ValueError(f"path={str(path)!r} arrays do not match sizes={model.sizes}: unexpected {extra}")
     return model

@@ -75,6 +75,16 @@ def check_features(X: Any, n_in: int, name: str = "X"):
     return X
 
 
+def check_range(X: np.ndarray, dtype: str, name: str) -> None:
+    """A ValueError naming ``name`` if host ``X`` (e.g. float64 features) holds values that ``dtype``
+    (float32) turns into infinities, with the fixes: rescale, or a wider dtype."""
+    top = float(np.max(np.abs(X)))
+    limit = float(np.finfo(dtype).max)
+    if top > limit:
+        raise ValueError(f"{name} holds values up to {top:g}, beyond {dtype}'s range (+-{limit:.3g}): they would become "
+                         f"infinite; rescale those features, or use dtype='float64' (--dtype float64)")
+
+
 def check_targets(y: Any, m: int, n_out: int, output: str, name: str = "y"):
     """Validate targets for a network with ``n_out`` outputs and ``output`` activation.
 
@@ -124,6 +134,21 @@ def check_targets(y: Any, m: int, n_out: int, output: str, name: str = "y"):
             f"for {n_out} outputs"
         )
     return y, True
+
+
+def check_sizes(sizes: Any) -> list[int]:
+    """Layer widths ``[n_in, hidden..., n_out]`` as a list of ints: at least 2, each an integer >= 1."""
+    try:
+        out = [int(s) for s in sizes]
+        ok = all(float(s) == int(s) for s in sizes) and not isinstance(sizes, (str, bytes))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or len(out) < 2 or min(out) < 1:
+        raise ValueError(
+            f"sizes={sizes!r} is not a list of layer widths: expected at least 2 integers >= 1, "
+            "e.g. [784, 128, 64, 10]"
+        )
+    return out
 
 
 def check_positive(value: Any, name: str, *, integer: bool = False, allow_zero: bool = False):
