@@ -94,12 +94,12 @@ def test_backend_by_name_and_module(host_backend):
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cuda:-1", 3])
-def test_unknown_device_strings_are_refused(host_backend, device):
+def test_unknown_device_strings_are_refused(device):
     with pytest.raises(ValueError, match="device="):
         xpnet.get_backend(device=device)
 
 
-def test_unknown_backend_is_refused(host_backend):
+def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="backend='no_such_array_lib'"):
         xpnet.get_backend("no_such_array_lib")
     with pytest.raises(ValueError, match="NumPy runs on 'cpu' only"):
@@ -107,7 +107,7 @@ def test_unknown_backend_is_refused(host_backend):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
-def test_cuda_without_cupy_says_how_to_fix_it(host_backend):
+def test_cuda_without_cupy_says_how_to_fix_it():
     with pytest.raises(xpnet.DeviceError) as info:
         xpnet.MLP([2, 2], device="cuda")
     message = str(info.value)
@@ -137,7 +137,7 @@ def test_install_advice_names_packages_an_index_has():
         assert "\n" not in hint and "xpnet[" not in hint
 
 
-def test_cuda_without_a_gpu_says_so(host_backend, monkeypatch):
+def test_cuda_without_a_gpu_says_so(monkeypatch):
     """CuPy present but no GPU visible: simulated with a stand-in cupy module."""
     import sys
     import types
@@ -154,7 +154,7 @@ def test_cuda_without_a_gpu_says_so(host_backend, monkeypatch):
         xpnet.get_backend(device="cuda:0")
 
 
-def test_cuda_index_out_of_range(host_backend, monkeypatch):
+def test_cuda_index_out_of_range(monkeypatch):
     import sys
     import types
 
@@ -163,3 +163,37 @@ def test_cuda_index_out_of_range(host_backend, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     with pytest.raises(xpnet.DeviceError, match=r"cuda:3.*only 1 GPU"):
         xpnet.get_backend(device="cuda:3")
+
+
+class _CountingDevice:
+    """A stand-in for cupy.cuda.Device that counts how often it is made current."""
+
+    entered: list = []
+
+    def __init__(self, id: int):
+        self.id = id
+
+    def __enter__(self):
+        _CountingDevice.entered.append(self.id)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_device_is_entered_once_however_deep_the_blocks_nest():
+    gpu0 = xpnet.Backend("cupy", np, _CountingDevice(0), "cuda:0")
+    gpu1 = xpnet.Backend("cupy", np, _CountingDevice(1), "cuda:1")
+    _CountingDevice.entered = []
+    with gpu0.activate():  # fit's loop
+        with gpu0.activate():  # train_step
+            with gpu0.activate():  # backprop
+                pass
+        with gpu1.activate():  # another GPU's work inside: entered, then gpu0 is current again
+            with gpu1.activate():
+                pass
+        with gpu0.activate():
+            pass
+    with gpu0.activate():  # a new step after the loop: entered again
+        pass
+    assert _CountingDevice.entered == [0, 1, 0]

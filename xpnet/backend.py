@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,21 @@ CUDA_HINT = ('install CuPy with pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cu
 
 class DeviceError(ValueError):
     """The requested device or backend cannot be used on this machine."""
+
+
+_CURRENT = threading.local()  # .device: the id an enclosing Backend.activate() made current on this thread
+
+
+@contextlib.contextmanager
+def _entered(device) -> Iterator:
+    """Enter a ``cupy.cuda.Device`` and remember, for this thread, that it is current."""
+    previous = getattr(_CURRENT, "device", None)
+    with device:
+        _CURRENT.device = device.id
+        try:
+            yield device
+        finally:
+            _CURRENT.device = previous
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,12 +98,14 @@ class Backend:
         CuPy: enters ``cupy.cuda.Device(N)`` and restores the previous device on exit
         (re-entrant, per thread); every other namespace: a no-op. Wrap each piece of
         work that creates arrays or launches kernels: ``with backend.activate(): ...``.
+        Inside a block of the same device (``fit``'s loop around ``train_step`` around
+        ``backprop``), a nested call enters nothing: the device is set once per step.
         """
-        if not self.is_cupy:
+        if not self.is_cupy or getattr(_CURRENT, "device", None) == self.device.id:
             return contextlib.nullcontext()
         # A fresh Device object per block: CuPy keeps the device to restore on the
         # object, so sharing one between threads could restore the wrong device.
-        return type(self.device)(self.device.id)
+        return _entered(type(self.device)(self.device.id))
 
     @property
     def tf32(self) -> bool | None:
