@@ -248,7 +248,7 @@ def test_threads_flag_sets_the_blas_threads(device, capsys):
 
 
 def test_default_threads_rule(device, monkeypatch, capsys):
-    from xpnet.cli import threads
+    from xpnet import threads
 
     for name in threads.THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -135,6 +135,7 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
     """xpnet: ``_steps_for(case)`` steps on a resident batch, or one shuffled epoch
     (:func:`xpnet.train.run_epoch`, the loop body of ``fit``), data on the device."""
     from .backend import Buffers, to_numpy
+    from .batches import block_sorted
     from .model import MLP, batch_spans
     from .optim import SGD, Adam
     from .train import run_epoch, train_step
@@ -150,7 +151,7 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
         epochs = iter(range(10**9))
 
         def epoch() -> None:
-            order = backend.random(0, next(epochs)).permutation(len(X), case.batch)  # as fit draws it
+            order = block_sorted(backend.random(0, next(epochs)).permutation(len(X)), case.batch)  # as fit draws it
             losses, corrects, _ = run_epoch(model, opt, Xd, Yd, labels, spans, order, buf, onehot=True)
             # what fit reads once per epoch; also the synchronize
             to_numpy(model.xp.stack(losses)), float(model.xp.sum(model.xp.stack(corrects)))
@@ -426,11 +427,12 @@ def pinned_threads(threads: int | None = None) -> Iterator[int]:
     BLAS (and any other pool threadpoolctl finds) and PyTorch's intra-op pool
     (``torch.set_num_threads``); both are restored afterwards. ``None`` keeps the BLAS's
     current count and gives PyTorch the same. Yields the count."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
+
+    from .threads import blas_threads
 
     if threads is None:
-        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-        threads = counts[0] if counts else (os.cpu_count() or 1)
+        threads = blas_threads() or (os.cpu_count() or 1)
     torch, previous = None, None
     if torch_available():  # imported first, so that the limits below reach its libraries too
         import torch
@@ -548,9 +550,9 @@ def environment(device: str = "cpu") -> dict:
     except OSError:
         pass
     try:
-        from threadpoolctl import threadpool_info
+        from .threads import blas_pools
 
-        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        blas = blas_pools()
         if blas:
             env["blas"] = f"{blas[0].get('internal_api')} {blas[0].get('version')}, {blas[0].get('num_threads')} threads"
     except ImportError:

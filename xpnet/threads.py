@@ -1,5 +1,7 @@
-"""BLAS threads: how many cores this process may use, how many threads a command takes
-without ``--threads`` (:func:`default_threads`), and how many the BLAS runs now."""
+"""BLAS threads, in one place: how many cores this process may use, how many threads a
+command takes without ``--threads`` (:func:`default_threads`), and what the BLAS runs now
+(:func:`blas_pools`, :func:`blas_threads`; the CLI, ``xpnet info`` and the benchmarks read
+them here). Light on purpose: the command line imports it before NumPy."""
 
 from __future__ import annotations
 
@@ -42,9 +44,16 @@ def default_threads(comm=None) -> int | None:
     return 1 if cores <= 2 else cores // 2
 
 
-def blas_threads() -> int | None:
-    """The thread count of the BLAS NumPy uses, as it stands now (``None`` if none is found)."""
+def blas_pools() -> list[dict]:
+    """threadpoolctl's description of each BLAS loaded (``internal_api``, ``version``,
+    ``num_threads``...), as it stands now; NumPy's is loaded first."""
+    import numpy  # noqa: F401  (loads the BLAS, so that threadpoolctl finds it)
     from threadpoolctl import threadpool_info
 
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return counts[0] if counts else None
+    return [p for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+def blas_threads() -> int | None:
+    """The thread count of the BLAS NumPy uses, as it stands now (``None`` if none is found)."""
+    pools = blas_pools()
+    return pools[0]["num_threads"] if pools else None

@@ -26,9 +26,9 @@ import contextlib
 import os
 import sys
 
+from ..threads import blas_threads, default_threads, usable_cores
 from .evaluate import cmd_evaluate, cmd_predict
 from .flags import EXIT_DIVERGED, EXIT_USAGE, PRESETS, PRESETS_HELP, TrainConfig, UsageError, build_parser
-from .threads import blas_threads, default_threads, usable_cores
 from .tools import cmd_bench, cmd_info
 from .train import cmd_sweep, cmd_train
 

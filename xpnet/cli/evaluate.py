@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from ..io import check_writable
+from ..threads import blas_threads
 from .files import as_flags, check_npz, check_paths, check_plot_dir, plot_outputs, print_notes, read_labelled_file
 from .flags import UsageError, label_columns
 from .reports import class_report, format_regression, report_figures, score_regression, warn_if_worse_than_mean
-from .threads import blas_threads
 
 
 def _saved_model(args: argparse.Namespace):

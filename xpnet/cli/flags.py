@@ -13,7 +13,7 @@ from ..data import DATASETS
 from ..losses import LOSSES
 from ..model import DTYPES, INITS
 from ..preprocess import SCALE_CHOICES
-from .threads import default_threads
+from ..threads import default_threads
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from ..io import check_writable
+from ..threads import blas_pools, blas_threads, default_threads, usable_cores
 from .files import as_flags, check_paths
-from .threads import blas_threads, default_threads, usable_cores
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -85,11 +85,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"numpy {np.__version__}")
     print(f"array-api-compat {array_api_compat.__version__}")
     try:
-        from threadpoolctl import threadpool_info
-
-        for pool in threadpool_info():
-            if pool.get("user_api") == "blas":
-                print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)")
+        for pool in blas_pools():
+            print(f"BLAS: {pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)")
         default = default_threads(comm)
         print(f"threads: {usable_cores()} usable core(s); the commands use "
               + ("the BLAS's own count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS is set)"

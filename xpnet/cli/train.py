@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data import EXACT_INTEGERS
 from ..io import check_writable
+from ..threads import blas_threads
 from .files import as_flags, check_npz, check_paths, check_plot_dir, load_data, plot_outputs
 from .flags import EXIT_USAGE, MANY_CLASSES, PRESETS, ROWS_PER_CLASS, TrainConfig, UsageError, train_config
 from .reports import (
@@ -23,7 +24,6 @@ from .reports import (
     score_regression,
     warn_if_worse_than_mean,
 )
-from .threads import blas_threads
 
 
 def _make_optimizer(cfg: TrainConfig):
