@@ -388,3 +388,24 @@ def test_text_labels_with_an_identity_output_are_said_to_be_classes(tmp_path, ca
     out = capsys.readouterr()
     assert "xpnet: note: the labels are text, so classes: --output identity fits their one-hot rows" in out.err
     assert last_json(out.out)["test_accuracy"] is not None
+
+
+@pytest.mark.parametrize("text", [b"a,b,label\n1,2,0\n3,4,1\n", b"\xef\xbb\xbf1;2,5;x\r\n3;4;y\r\n", b"1 2 0\r3 4 1\r5 6 0",
+                                  b"# note\n1,2,3,1\n\n4,5,6,0\n"])
+def test_a_csv_is_hashed_as_it_is_parsed(tmp_path, monkeypatch, text):
+    import hashlib
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(text)
+    asked = []
+    real = data.regular_file
+
+    def regular_file(p, identity=None):
+        asked.append(identity)
+        return real(p, identity)
+
+    monkeypatch.setattr(data, "regular_file", regular_file)
+    identity = {}
+    data.load_file(path, identity=identity)
+    assert identity == {"file": "d.csv", "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+    assert asked == [None]  # not read a second time to be hashed

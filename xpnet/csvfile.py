@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 import warnings
 from pathlib import Path
@@ -249,11 +250,13 @@ def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:
 
 
 def load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
-             shown: str | None = None, label_names: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+             shown: str | None = None, label_names: list | None = None, digest=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read the ``.csv`` at ``p``: sniff the format from the first lines, then let np.loadtxt (C) read the bulk.
 
     Args are :func:`xpnet.data.load_file`'s (``delimiter`` ``None`` to detect it); ``shown`` is the
-    name messages give the file (default ``p``). Returns ``(X, y)``: ``X`` ``(m, n)`` float64;
+    name messages give the file (default ``p``); ``digest``, a hashlib object, is fed every byte
+    of the file as the bulk parse reads it (so that a file is not read once more to hash it).
+    Returns ``(X, y)``: ``X`` ``(m, n)`` float64;
     ``y`` ``(m,)`` float64, ``(m,)`` str for text labels, ``(m, k)`` float64 for ``k`` label
     columns, or ``None`` when ``label_column`` is ``None`` (load_file turns whole numbers into int64).
     """
@@ -272,7 +275,7 @@ def load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
                                  "columns are multi-label rows of 0 and 1")
         if label_names is not None:
             label_names[:] = [fmt.names[c] if fmt.names else c for c in cols]
-        table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
+        table = _loadtxt(p, what, fmt, None, np.float64, digest)  # (m, n_fields)
         y = table[:, [fmt.index + c for c in cols]].copy()
         return _drop_columns(table, ({0} if fmt.index else set()) | {fmt.index + c for c in cols}), y
     col = None if cols is None else cols[0]
@@ -282,7 +285,7 @@ def load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
         notes.append(f"the labels (column {name}) are text: y holds strings")
         label = fmt.index + col
         features = [k for k in range(fmt.index, fmt.n_fields) if k != label]
-        X = _loadtxt(p, what, fmt, features, np.float64)
+        X = _loadtxt(p, what, fmt, features, np.float64, digest)
         y = np.strings.strip(_loadtxt(p, what, fmt, [label], str)[:, 0])
         _check_text_labels(p, what, fmt, label, y)
         # np.loadtxt checks no row's width when it reads chosen columns: a row with an extra field
@@ -292,7 +295,7 @@ def load_csv(p: Path, label_column, delimiter: str | None, notes: list[str],
             raise ragged
         return X, y
     # Every column is read, the index too, so that np.loadtxt checks the width of every row.
-    table = _loadtxt(p, what, fmt, None, np.float64)  # (m, n_fields)
+    table = _loadtxt(p, what, fmt, None, np.float64, digest)  # (m, n_fields)
     drop = {0} if fmt.index else set()
     if col is None:
         return _drop_columns(table, drop), None
@@ -329,12 +332,41 @@ def _check_text_labels(p: Path, what: str, fmt: _CsvFormat, label: int, y: np.nd
                      f"({name}): expected printable text")
 
 
-def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dtype) -> np.ndarray:
-    """np.loadtxt over the data lines, ``(m, len(usecols))``; on failure, the first bad line."""
+class _Hashed(io.RawIOBase):
+    """A binary file whose every byte read also goes into ``digest``."""
+
+    def __init__(self, f, digest):
+        self.f, self.digest = f, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.f.close()
+        super().close()
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        self.digest.update(memoryview(b)[:n])
+        return n
+
+
+def _text(p: Path, digest=None):
+    """``p`` opened as np.loadtxt's lines want it (UTF-8, a BOM dropped, any line end), its
+    bytes also fed to ``digest`` when one is given."""
+    if digest is None:
+        return open(p, encoding="utf-8-sig", newline=None)
+    return io.TextIOWrapper(io.BufferedReader(_Hashed(open(p, "rb"), digest)), encoding="utf-8-sig", newline=None)
+
+
+def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dtype, digest=None) -> np.ndarray:
+    """np.loadtxt over the data lines, ``(m, len(usecols))``; on failure, the first bad line.
+    ``digest`` (hashlib) gets every byte of the file on the way."""
 
     def lines():  # only data rows: np.loadtxt skips empty lines but not all-space or indented comments
         row = -1  # 0-based data row, as np.loadtxt counts them
-        with open(p, encoding="utf-8-sig", newline=None) as f:
+        with _text(p, digest) as f:
             for lineno, line in enumerate(f, 1):
                 body = _strip_comment(line)
                 if lineno <= fmt.skip or not body.strip():

@@ -265,12 +265,17 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
     if suffix not in (".npz", ".csv", ".tsv"):
         raise ValueError(f"--data {shown!r} has suffix {suffix!r}: expected .npz, .csv or .tsv (or - for a .csv "
                          "on standard input)")
-    with regular_file(path, identity) as regular:
+    # A regular .csv is hashed by the parse as it reads it (a stream, as it is copied; an .npz, apart)
+    parsed = identity is not None and suffix != ".npz" and str(path) != "-" and p.is_file()
+    with regular_file(path, None if parsed else identity) as regular:
         if suffix == ".npz":
             X, y = _load_npz(regular, notes, shown)
         else:
+            digest = hashlib.sha256() if parsed else None
             X, y = load_csv(regular, label_column, "\t" if delimiter is None and suffix == ".tsv" else delimiter,
-                             notes, shown, label_names)
+                            notes, shown, label_names, digest)
+            if parsed:
+                identity.update(file=p.name, bytes=p.stat().st_size, sha256=digest.hexdigest())
     if y is not None and y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
             and (y.size == 0 or np.max(np.abs(y)) <= EXACT_INTEGERS):
         y = y.astype(np.int64)  # within +-2**53 every whole float64 is the integer the file wrote
