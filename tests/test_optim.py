@@ -98,7 +98,7 @@ def test_updates_are_in_place_on_mutable_backends(backend):
     (lambda: xpnet.SGD(0.1, momentum=1.5, form="sklearn"), "momentum=1.5"),
     (lambda: xpnet.StepDecay(step_size=0), "step_size=0"),
 ])
-def test_bad_optimizer_arguments(host_backend, make, message):
+def test_bad_optimizer_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
 

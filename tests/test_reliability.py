@@ -170,7 +170,7 @@ def test_out_of_memory_says_what_to_change(backend, monkeypatch):
         xpnet.fit(model, X, y, xpnet.Adam(1e-2), epochs=1, batch_size=32, verbose=False)
 
 
-def test_memory_estimate_counts_what_a_step_holds(host_backend):
+def test_memory_estimate_counts_what_a_step_holds():
     from xpnet.faults import memory_estimate
 
     step, data = memory_estimate([784, 128, 64, 10], 256, 4, 2, 60000)
