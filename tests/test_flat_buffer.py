@@ -24,7 +24,7 @@ def _trains(model, backend, steps=3):
     xpnet.fit(model, X, y, xpnet.SGD(0.5, momentum=0.9, weight_decay=0.01), epochs=steps, batch_size=16, verbose=False)
     after = [_host(p) for p in model.params]
     assert all(not np.array_equal(a, b) for a, b in zip(before, after))
-    for view, (start, stop, shape) in zip(model.params, model._slices):
+    for view, (start, stop, shape) in zip(model.params, model.layout.slices):
         np.testing.assert_array_equal(_host(view), _host(model.flat)[start:stop].reshape(shape))
 
 
@@ -180,7 +180,7 @@ def test_the_counter_counts():
 # Each module may import only modules of a lower rank, at the top or inside a function.
 RANKS = {
     "_cuda": -1, "_version": 0, "threads": 0, "backend": 0, "validate": 0, "activations": 0, "metrics": 0, "batches": 1,
-    "losses": 1, "preprocess": 1, "optim": 1, "labels": 1, "faults": 1, "io": 2, "csvfile": 2, "data": 3, "model": 3,
+    "losses": 1, "preprocess": 1, "optim": 1, "labels": 1, "faults": 1, "flat": 1, "io": 2, "csvfile": 2, "data": 3, "model": 3,
     "history": 3, "checkpoint": 4, "distributed": 4, "train": 5, "opcount": 6, "plot": 6, "bench": 7,
     "cli.flags": 9, "cli.files": 10, "cli.reports": 10, "cli.train": 11, "cli.evaluate": 11,
     "cli.tools": 11, "cli": 12, "_launch": 13, "__main__": 14,

@@ -13,7 +13,7 @@ Parameters live in one contiguous buffer per model, :attr:`MLP.flat`: the weight
 ``W1 ... WL`` first, then the biases ``b1 ... bL``. :attr:`MLP.params` are views into
 it, so ``W1`` is still ``W1`` to the reader, while an optimizer updates the whole
 network in a handful of whole-buffer operations and data-parallel training reduces
-one array. Gradients come back in the same layout.
+one array. Gradients come back in the same layout (:mod:`xpnet.flat`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
 from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
 from .batches import batch_spans
 from .faults import check_memory
+from .flat import Layout, ParamList
 from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
 from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
@@ -43,35 +44,6 @@ INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at
 }
 DTYPES = ("float32", "float64")
 EVAL_BATCH = 8192  # rows per forward pass in evaluate/predict: bounds memory, not results
-
-
-class ParamList(list):
-    """:attr:`MLP.params`: per-layer views into the model's flat buffer.
-
-    Assigning an item (``model.params[0] = W``) or a slice copies the values into the
-    buffer, so nothing can detach a layer from it; the layout is fixed, so the list
-    cannot grow or shrink.
-    """
-
-    def __init__(self, model: MLP, views: list):
-        super().__init__(views)
-        self._model = model
-
-    def __setitem__(self, index, value):
-        if isinstance(index, slice):
-            targets, values = range(len(self))[index], list(value)
-            if len(values) != len(targets):
-                raise ValueError(f"model.params[{index.start}:{index.stop}] takes {len(targets)} arrays, "
-                                 f"got {len(values)}: the layout is fixed")
-            for i, v in zip(targets, values):
-                self._model._write_param(i, v)
-        else:
-            self._model._write_param(range(len(self))[index], value)
-
-    def _fixed(self, *args, **kwargs):
-        raise TypeError("model.params has a fixed layout (views into model.flat): assign its items instead")
-
-    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed
 
 
 def on_device(method):
@@ -143,6 +115,8 @@ class MLP:
 
     Attributes:
         params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``.
+        flat, layout, n_weights: the one buffer ``params`` are views of, where each lies in it (an
+            :class:`xpnet.flat.Layout`) and where its biases begin (after the weights).
         classes: ``None`` or the host array of class labels.
         scaler: ``None`` or the fitted :class:`~xpnet.Scaler`.
         target_scaler: ``None`` or the fitted :class:`~xpnet.Scaler` of a regressor's targets.
@@ -178,7 +152,7 @@ class MLP:
         # the same numbers on every backend, and a peak near the final float32 buffer.
         rng, host = self.backend.random(seed), np.zeros(self.n_params, dtype=self.dtype)
         for l in range(self.n_layers):
-            start, stop, shape = self._slices[2 * l]
+            start, stop, shape = self.layout.slices[2 * l]
             rng.fill_normal(host[start:stop].reshape(shape), scale=INITS[self.init](shape[0]))
         self._bind(self.backend.asarray(host))  # one transfer
 
@@ -203,7 +177,8 @@ class MLP:
             init = "he" if self.activation in ("relu", "leaky_relu") else "xavier"
         self.init = check_choice(init, "init", tuple(INITS))
         self.dtype = check_choice(dtype, "dtype", DTYPES)
-        self._layout()
+        self.layout = Layout(self.sizes)  # where each parameter lives in flat: weights first, then biases
+        self.n_weights = self.layout.n_weights  # where the biases begin
         if classes is not None and not self.takes_labels:
             raise ValueError(f"classes={preview(list(classes))} with a single identity output: a regressor has no classes")
         self.classes = None if classes is None else check_classes(classes, self.n_label_values)
@@ -239,36 +214,20 @@ class MLP:
         self._device_cache: dict = {}
 
     # ------------------------------------------------------- the flat buffer
-    def _layout(self) -> None:
-        """Where each parameter lives in :attr:`flat`: weights first, then biases."""
-        shapes = [s for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]) for s in ((n_in, n_out), (n_out,))]
-        order = list(range(0, len(shapes), 2)) + list(range(1, len(shapes), 2))  # W1..WL, b1..bL
-        self._slices: list = [None] * len(shapes)  # params index -> (start, stop, shape)
-        start = 0
-        for i in order:
-            stop = start + math.prod(shapes[i])
-            self._slices[i] = (start, stop, shapes[i])
-            start = stop
-        self.n_weights = self._slices[1][0]  # where the biases begin
-
     def _bind(self, flat) -> None:
         """Make ``flat`` the parameter buffer and :attr:`params` views into it."""
         self.flat = flat
-        self._params = ParamList(self, self.views(flat))
+        self._params = ParamList(self.layout, self.views(flat), self.backend, self.backend.dtype(self.dtype))
 
     def views(self, flat) -> list:
         """Per-layer views ``[W1, b1, W2, b2, ...]`` of any array in the flat layout
         (the parameters, a gradient, an optimizer's moments)."""
-        xp = self.xp
-        return [xp.reshape(flat[start:stop], shape) for start, stop, shape in self._slices]
+        return self.layout.views(self.xp, flat)
 
     @on_device
     def pack(self, arrays: Sequence):
         """Arrays ``[W1, b1, ...]`` (host or device) as one new device array in the flat layout."""
-        xp, dtype = self.xp, self.backend.dtype(self.dtype)
-        by_position = sorted(range(len(self._slices)), key=lambda i: self._slices[i][0])
-        parts = [xp.reshape(self.backend.asarray(arrays[i], dtype), (-1,)) for i in by_position]
-        return xp.concat(parts)
+        return self.layout.pack(self.backend, arrays, self.backend.dtype(self.dtype))
 
     @property
     def params(self) -> ParamList:
@@ -278,21 +237,11 @@ class MLP:
     @params.setter
     def params(self, arrays: Sequence) -> None:
         arrays = list(arrays)
-        if len(arrays) != len(self._slices):
-            raise ValueError(f"params takes {len(self._slices)} arrays [W1, b1, ...], got {len(arrays)}")
+        if len(arrays) != len(self.layout):
+            raise ValueError(f"params takes {len(self.layout)} arrays [W1, b1, ...], got {len(arrays)}")
         for i, a in enumerate(arrays):
-            self._check_param(i, a)
+            self.layout.check(i, a)
         self.flat[...] = self.pack(arrays)  # into the same buffer: views and optimizers stay attached
-
-    def _check_param(self, i: int, value):
-        shape = self._slices[i][2]
-        if tuple(value.shape) != shape:
-            name = f"{'Wb'[i % 2]}{i // 2 + 1}"
-            raise ValueError(f"params[{i}] ({name}) has shape {tuple(value.shape)}: expected {shape}")
-
-    def _write_param(self, i: int, value) -> None:
-        self._check_param(i, value)
-        self._params[i][...] = self.backend.asarray(value, self.backend.dtype(self.dtype))
 
     # ------------------------------------------------------------------ basics
     @property
@@ -546,7 +495,7 @@ class MLP:
             correct = nx.sum(nx.astype(pred == labels, Z.dtype))
 
         grad_flat = buf("grad", (self.n_params,), Z.dtype)
-        grads = [None] * len(self._slices) if grad_flat is None else self.views(grad_flat)
+        grads = [None] * len(self.layout) if grad_flat is None else self.views(grad_flat)
         hidden_backward = ACTIVATIONS[self.activation].backward
         for l in reversed(range(self.n_layers)):
             A_prev, W = acts[l], self.params[2 * l]  # (m, n_{l-1}), (n_{l-1}, n_l)
@@ -724,11 +673,11 @@ class MLP:
         self.data_info = data_info
         self.backend = _checked_backend(get_backend(backend, device))
         arrays = list(arrays)
-        if len(arrays) != len(self._slices):
-            raise ValueError(f"arrays has {len(arrays)} entries: expected {len(self._slices)}, [W1, b1, ...] "
+        if len(arrays) != len(self.layout):
+            raise ValueError(f"arrays has {len(arrays)} entries: expected {len(self.layout)}, [W1, b1, ...] "
                              f"for sizes={self.sizes}")
         for i, a in enumerate(arrays):
-            self._check_param(i, a)
+            self.layout.check(i, a)
         self._bind(self.pack(arrays))
         return self
 
