@@ -135,8 +135,8 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
     """xpnet: ``_steps_for(case)`` steps on a resident batch, or one shuffled epoch
     (:func:`xpnet.train.run_epoch`, the loop body of ``fit``), data on the device."""
     from .backend import Buffers, to_numpy
-    from .batches import block_sorted
-    from .model import MLP, batch_spans
+    from .batches import batch_spans, block_sorted
+    from .model import MLP
     from .optim import SGD, Adam
     from .train import run_epoch, train_step
 

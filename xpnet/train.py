@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from .backend import NO_BUFFERS, Buffers, to_numpy
-from .batches import block_sorted, gather_batch
+from .batches import batch_spans, block_sorted, gather_batch
 from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
 from .faults import OutOfMemory, StopOnSignal, TrainingDiverged, TrainingInterrupted, is_out_of_memory, memory_estimate
 from .history import History
 from .io import check_writable
-from .model import MLP, batch_spans
+from .model import MLP
 from .optim import SGD, Optimizer
 from .validate import check_positive
 

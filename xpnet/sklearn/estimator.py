@@ -25,8 +25,8 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
-from ..batches import block_sorted, gather_batch
-from ..model import MLP, batch_spans
+from ..batches import batch_spans, block_sorted, gather_batch
+from ..model import MLP
 from .heads import HEADS, HIDDEN
 from .inputs import check_sample_weight, dense, on_device
 from .solvers import AdamRule, SGDRule
