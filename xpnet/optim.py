@@ -205,8 +205,13 @@ class Optimizer:
         """
         if self.xp is None:
             self.attach(params)
-        self._step(params, grads)
+        self.update(params, grads)
         self._flush()
+
+    def update(self, params: list, grads: list) -> None:
+        """The update rule alone, for an attached optimizer: ``params`` changed in place from
+        ``grads``. :meth:`step` adds the attach on a first call and the flush of subnormal state."""
+        raise NotImplementedError
 
     def _zeros_like(self, params: list) -> list:
         return [self.xp.zeros_like(p) for p in params]
@@ -264,7 +269,7 @@ class SGD(Optimizer):
         self.t = 0
         self.velocity = self._zeros_like(params) if self.momentum else None
 
-    def _step(self, params: list, grads: list) -> None:
+    def update(self, params: list, grads: list) -> None:
         self.t += 1
         if self.form == "sklearn":
             self._step_sklearn(params, grads)
@@ -370,7 +375,7 @@ class Adam(Optimizer):
         lr = self.current_lr
         self._shrink = [1.0 - lr * wd for wd in self._wd]  # once per epoch, not per step
 
-    def _step(self, params: list, grads: list) -> None:
+    def update(self, params: list, grads: list) -> None:
         # Array operations per array: 12, +1 with weight decay.
         nx = self.nx
         (b1, b2), lr, eps = self.betas, self.current_lr, self.eps
