@@ -27,9 +27,7 @@ from .history import History
 from .io import (
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
-    checked_config,
-    checked_params,
-    checked_scaler,
+    StoredModel,
     checked_version,
     load_arrays,
     model_arrays,
@@ -104,7 +102,8 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     where = f"resume={str(path)!r}"
     version = checked_version(meta, where, CHECKPOINT_FORMAT, "an xpnet checkpoint")
     try:
-        config = checked_config(meta["model"], where, MLP.check_config)
+        stored = StoredModel(arrays, meta["model"], where, "param.", MLP.check_config)  # checks the config
+        config = stored.config
         saved_run, position, opt_meta = dict(meta["run"]), dict(meta["position"]), dict(meta["optimizer"])
         history = History.from_dict(dict(meta["history"]))
         epoch, step, correct = int(position["epoch"]), int(position["step"]), int(position["correct"])
@@ -117,14 +116,14 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
         if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
             raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
-    scaler = checked_scaler(arrays, meta["model"].get("scale"), config["sizes"][0], where)
+    scaler = stored.scaler()
     if scaler != model.scaler and not (scaler is None and model.scaler is None):
         kinds = [getattr(sc, "kind", "none") for sc in (scaler, model.scaler)]
         why = (f"its {kinds[0]} scaling was fitted on other rows than this run's" if kinds[0] == kinds[1]
                else f"it scales inputs by {kinds[0]}, this run by {kinds[1]}")
         raise ValueError(f"{where} was written with another input scaling ({why}): resume with the same data and "
                          "--scale, or with --init-from the model the run started from")
-    target = checked_scaler(arrays, meta["model"].get("target_scale"), config["sizes"][-1], where, "target")
+    target = stored.target_scaler()
     if target != model.target_scaler and not (target is None and model.target_scaler is None):
         raise ValueError(f"{where} was written with another target scaling ({getattr(target, 'kind', 'none')}, "
                          f"this run {getattr(model.target_scaler, 'kind', 'none')}, or fitted on other rows): "
@@ -156,7 +155,7 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         raise ValueError(
             f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
         )
-    params = checked_params(arrays, config, where, prefix="param.")
+    params = stored.params()
     opt_arrays = {}
     for name in optimizer.STATE:
         if getattr(optimizer, name) is None:

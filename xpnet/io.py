@@ -385,9 +385,9 @@ def read_model(path, validate) -> tuple[dict, list[str]]:
         model_meta = meta.get("model")
         if not isinstance(model_meta, dict):
             raise ValueError(f"{where} has malformed metadata: no model description")
-        return _stored_model(arrays, model_meta, where, "param.", validate), []
+        return StoredModel(arrays, model_meta, where, "param.", validate).kwargs(), []
     checked_version(meta, where, FORMAT, "an xpnet model file")
-    stored = _stored_model(arrays, meta, where, "", validate)
+    stored = StoredModel(arrays, meta, where, "", validate).kwargs()
     expected = {f"{k}{l}" for l in range(1, len(stored["sizes"])) for k in "Wb"}
     if stored["scale"] is not None:
         expected |= {"scale.shift", "scale.factor"}
@@ -396,18 +396,42 @@ def read_model(path, validate) -> tuple[dict, list[str]]:
     return stored, sorted(set(arrays) - expected)
 
 
-def _stored_model(arrays: dict, meta: dict, where: str, prefix: str, validate) -> dict:
-    """:func:`read_model`'s keyword arguments from ``arrays`` (names ``prefix + 'W1'`` ...) and ``meta``."""
-    config = checked_config(meta, where, validate)
-    params = checked_params(arrays, config, where, prefix)
-    scaler = checked_scaler(arrays, meta.get("scale"), config["sizes"][0], where)
-    target = checked_scaler(arrays, meta.get("target_scale"), config["sizes"][-1], where, "target")
-    if target is not None and config["output"] != "identity":
-        raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
-    data_info = meta.get("data")
-    if data_info is not None and not isinstance(data_info, dict):
-        raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
-    return {"arrays": params, "scale": scaler, "target_scale": target, "data_info": data_info, **config}
+class StoredModel:
+    """The model described by ``meta`` and ``arrays`` (names ``prefix + 'W1'`` ...), checked part by
+    part: the config at once (``validate`` is the model's config check, see :func:`checked_config`),
+    each other part when asked for, so that a caller checks them in its own order.
+
+    :func:`read_model` takes :meth:`kwargs` (weights, scalers, data record); a checkpoint's resume
+    compares the config and each scaler with its run as it reads them, and takes the weights last.
+    """
+
+    def __init__(self, arrays: dict, meta: Any, where: str, prefix: str, validate):
+        self.config = checked_config(meta, where, validate)
+        self.arrays, self.meta, self.where, self.prefix = arrays, meta, where, prefix
+
+    def params(self) -> list[np.ndarray]:
+        """``[W1, b1, ...]``, checked against the config."""
+        return checked_params(self.arrays, self.config, self.where, self.prefix)
+
+    def scaler(self):
+        """The input scaler, or None."""
+        return checked_scaler(self.arrays, self.meta.get("scale"), self.config["sizes"][0], self.where)
+
+    def target_scaler(self):
+        """A regressor's target scaler, or None."""
+        return checked_scaler(self.arrays, self.meta.get("target_scale"), self.config["sizes"][-1], self.where, "target")
+
+    def kwargs(self) -> dict:
+        """:func:`read_model`'s keyword arguments, checked in this order: weights, input scaler, target
+        scaler (an identity output's only), data record."""
+        config, meta, where = self.config, self.meta, self.where
+        params, scaler, target = self.params(), self.scaler(), self.target_scaler()
+        if target is not None and config["output"] != "identity":
+            raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
+        data_info = meta.get("data")
+        if data_info is not None and not isinstance(data_info, dict):
+            raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
+        return {"arrays": params, "scale": scaler, "target_scale": target, "data_info": data_info, **config}
 
 
 def check_writable(path, name: str) -> None:
