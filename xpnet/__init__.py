@@ -12,6 +12,23 @@ GPU) and any array-API library through array-api-compat.
 The public names are imported on first use (PEP 562), so ``import xpnet`` itself is
 instant: the command line can catch a Ctrl-C during start-up, and importing one
 module does not import them all.
+
+The house, one room per step, data flowing one way (a room imports only rooms below it;
+a test walks every import): ``cli/`` (one file per command family: ``flags``, ``files``
+for user files and output checks, ``reports``, ``train`` for train and sweep,
+``evaluate`` for evaluate and predict, ``tools`` for bench and info) turns flags into
+calls; ``data`` reads data sets and the user's ``.npz`` (``csvfile`` reads CSVs) on the
+host; ``backend`` resolves the device to a namespace ``xp`` (``_cuda`` diagnoses CuPy's
+failures and owns TF32; ``threads`` reads and sets the BLAS threads); ``model`` is the
+``MLP``: forward, backprop and predict over one flat buffer (``flat`` lays it out),
+with ``activations`` and ``losses`` as tables, ``labels`` for class lists and
+``preprocess`` for input and target scaling; ``optim`` writes every update rule once
+over the flat buffer (PyTorch's and scikit-learn's forms as options); ``batches`` orders
+and gathers the rows of each step; ``train`` is ``fit`` and ``train_step``, with
+``faults`` for interruptions, divergence and memory; ``io`` and ``checkpoint`` write and
+read model files and checkpoints (npz + JSON, no pickle); ``distributed`` is MPI,
+``sklearn/`` scikit-learn's estimator contract, ``metrics``, ``plot``, ``bench`` and
+``opcount`` report.
 """
 
 from __future__ import annotations

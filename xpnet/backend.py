@@ -146,7 +146,7 @@ class Backend:
         ``take(mode=...)``), or for any other namespace a view of ``xp`` that accepts
         and ignores those keywords. Code written against ``nx`` passes ``out=`` as a
         hint and always uses the returned array, so one text serves both."""
-        return np if self.is_numpy else _OutIgnored(self.xp)
+        return np if self.is_numpy else OutIgnored(self.xp)
 
     @cached_property
     def mutable(self) -> bool:
@@ -166,7 +166,7 @@ class Backend:
                 cupy.cuda.get_current_stream().synchronize()
 
 
-class _OutIgnored:
+class OutIgnored:
     """``xp`` with ``out=`` and ``mode=`` accepted and dropped (namespaces without them)."""
 
     def __init__(self, xp):

@@ -121,10 +121,10 @@ class Optimizer:
         or to its first ``n`` elements (an int); default: the 2-D arrays.
         """
         if backend is None:
-            from .backend import _OutIgnored
+            from .backend import OutIgnored
 
             self.xp = array_api_compat.array_namespace(*params)
-            self.nx, self.scratch = _OutIgnored(self.xp), [None] * len(params)
+            self.nx, self.scratch = OutIgnored(self.xp), [None] * len(params)
         else:
             self.xp, self.nx = backend.xp, backend.nx
             self.scratch = [self.nx.empty_like(p) if backend.supports_out else None for p in params]
