@@ -40,25 +40,20 @@ def precision_recall_f1(cm: np.ndarray) -> dict[str, np.ndarray]:
     harmonic mean, NaN only for a class that is neither in the truth nor predicted.
     """
     cm = np.asarray(cm, dtype=np.int64)
-    tp = np.diag(cm).astype(np.float64)
-    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
-    f1_den = predicted + support  # 2 TP + FP + FN
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "precision": np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan),
-            "recall": np.where(support > 0, tp / np.maximum(support, 1), np.nan),
-            "f1": np.where(f1_den > 0, 2 * tp / np.maximum(f1_den, 1), np.nan),
-            "support": support,
-        }
+    return _scores(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1))
 
 
 def multilabel_scores(Y_true, Y_pred) -> dict[str, np.ndarray]:
     """Per-label ``precision``, ``recall``, ``f1`` and ``support`` (as :func:`precision_recall_f1`)
     of 0/1 rows ``(m, k)``: label ``j``'s true positives are the rows where both have it."""
     Y_true, Y_pred = np.asarray(Y_true) >= 0.5, np.asarray(Y_pred) >= 0.5
-    tp = np.sum(Y_true & Y_pred, axis=0).astype(np.float64)
-    predicted, support = Y_pred.sum(axis=0), Y_true.sum(axis=0).astype(np.int64)
-    f1_den = predicted + support
+    return _scores(np.sum(Y_true & Y_pred, axis=0), Y_pred.sum(axis=0), Y_true.sum(axis=0).astype(np.int64))
+
+
+def _scores(tp: np.ndarray, predicted: np.ndarray, support: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 from true positives, predicted and true counts ``(k,)``."""
+    tp = tp.astype(np.float64)
+    f1_den = predicted + support  # 2 TP + FP + FN
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "precision": np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan),
