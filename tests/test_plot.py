@@ -34,8 +34,11 @@ def moons_model(backend):
     return model, history, d
 
 
-def test_history_curves(moons_model, tmp_path):
-    _, history, _ = moons_model
+def test_history_curves(tmp_path):
+    # drawn on the host from the history's numbers: one run, whatever backend trained it
+    history = xpnet.History()
+    history.epoch, history.train_loss, history.val_loss = [1, 2, 3], [0.9, 0.5, 0.4], [1.0, 0.6, 0.5]
+    history.train_accuracy, history.val_accuracy = [0.6, 0.8, 0.9], [0.55, 0.75, 0.85]
     check_png(plot.history_curves(history, tmp_path / "h.png"), 1000, 400)
 
 
