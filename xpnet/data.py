@@ -112,7 +112,6 @@ def split(X: np.ndarray, y: np.ndarray, test_fraction: float, name: str, n_class
     return Dataset(X[train], y[train], X[test], y[test], name, n_classes)
 
 
-_split = split  # the old name, while xpnet/cli still imports it: drop once the CLI says split
 
 
 def make_moons(n: int = 1000, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
