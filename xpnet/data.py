@@ -112,8 +112,6 @@ def split(X: np.ndarray, y: np.ndarray, test_fraction: float, name: str, n_class
     return Dataset(X[train], y[train], X[test], y[test], name, n_classes)
 
 
-
-
 def make_moons(n: int = 1000, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles: ``X`` ``(n, 2)`` float32, ``y`` ``(n,)`` in {0, 1}."""
     rng = np.random.default_rng(seed)
