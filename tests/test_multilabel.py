@@ -4,6 +4,8 @@ counts when every one of its labels is right), equal to what predict's rows give
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from cli_helpers import last_json, run
@@ -145,3 +147,37 @@ def test_cli_multilabel_csv_bad_columns(tmp_path, capsys):
             assert code == 2 and "a 2-D y holds multi-label rows, 0 or 1" in err[-1]
         else:
             assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_one_hot_rows_stay_one_class_a_row(backend):
+    X, Y = _labels(90, 9)
+    onehot = np.eye(3, dtype=np.int64)[Y.sum(axis=1) % 3]  # Nielsen's vectorized targets for sigmoid units
+    model = xpnet.MLP([4, 8, 3], output="sigmoid", loss="mse", backend=backend, seed=0)
+    xpnet.fit(model, X, onehot, xpnet.SGD(0.5), epochs=2, batch_size=30, verbose=False)
+    assert model.multilabel is False and xpnet.to_numpy(model.predict(X)).shape == (90,)
+    forced = xpnet.MLP([4, 8, 3], output="sigmoid", multilabel=True, backend=backend, seed=0)
+    xpnet.fit(forced, X, onehot, xpnet.SGD(0.5), epochs=1, batch_size=30, verbose=False)
+    assert xpnet.to_numpy(forced.predict(X)).shape == (90, 3)
+
+
+def test_resume_refuses_another_multilabel_setting(tmp_path):
+    X, Y = _labels(64, 10)
+    ck = str(tmp_path / "ck.npz")
+    xpnet.fit(xpnet.MLP([4, 8, 3], output="sigmoid", seed=0), X, Y, xpnet.Adam(1e-2), epochs=1, batch_size=32,
+              verbose=False, checkpoint=ck)
+    single = xpnet.MLP([4, 8, 3], output="sigmoid", multilabel=False, seed=0)
+    with pytest.raises(ValueError, match=r"was written for multilabel=True, but this run has multilabel=False"):
+        xpnet.fit(single, X, Y, xpnet.Adam(1e-2), epochs=2, batch_size=32, verbose=False, resume=ck)
+
+
+def test_a_scikit_learn_multilabel_estimator_saves_a_multilabel_model(tmp_path):
+    sklearn_mlp = pytest.importorskip("xpnet.sklearn")
+    X, Y = _labels(80, 11)
+    est = sklearn_mlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    with warnings.catch_warnings():  # scikit-learn's ConvergenceWarning after 30 iterations, if it comes
+        warnings.simplefilter("ignore")
+        est.fit(X, Y)
+    est.save(tmp_path / "e.npz")
+    model = xpnet.load(tmp_path / "e.npz")
+    assert model.multilabel is True
+    np.testing.assert_array_equal(xpnet.to_numpy(model.predict(X)), est.predict(X))

@@ -409,3 +409,20 @@ def test_a_csv_is_hashed_as_it_is_parsed(tmp_path, monkeypatch, text):
     data.load_file(path, identity=identity)
     assert identity == {"file": "d.csv", "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
     assert asked == [None]  # not read a second time to be hashed
+
+
+def test_library_labels_beyond_2_53_are_refused_not_wrapped(backend):
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    y = np.array([1e19, 0.0, 1e19, 0.0, 1e19, 0.0])
+    with pytest.raises(ValueError, match=r"beyond \+-2\*\*53 \(such as 1e\+19\)"):  # no overflowing cast, no warning
+        xpnet.fit(xpnet.MLP([2, 3, 2], backend=backend), X, y, xpnet.SGD(0.1), epochs=1, verbose=False)
+
+
+def test_nielsen_report_needs_test_rows(tmp_path, capsys):
+    X, y = xpnet.make_moons(60, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    assert run(["train", "--preset", "nielsen", "--data", str(tmp_path / "d.npz"), "--layers", "2,30,2",
+                "--test-fraction", "0", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("xpnet: error: --preset nielsen reports on the test rows every epoch, and --test-fraction 0 "
+                       "leaves none: give a --test-fraction above 0")

@@ -116,6 +116,9 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
         if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
             raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
+    if config.get("multilabel") != mine.get("multilabel"):  # absent: not multi-label (or decided by no fit yet)
+        raise ValueError(f"{where} was written for multilabel={config.get('multilabel')!r}, but this run has "
+                         f"multilabel={mine.get('multilabel')!r}")
     scaler = stored.scaler()
     if scaler != model.scaler and not (scaler is None and model.scaler is None):
         kinds = [getattr(sc, "kind", "none") for sc in (scaler, model.scaler)]

@@ -33,6 +33,7 @@ import numpy as np
 
 from .csvfile import SNIFF_LINES as SNIFF_LINES  # re-exported: the lines that decide a .csv's format
 from .csvfile import load_csv
+from .labels import EXACT_INTEGERS as EXACT_INTEGERS  # re-exported: where float labels stop being exact integers
 
 # IDX type byte -> big-endian dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -279,7 +280,6 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
     return X, y
 
 
-EXACT_INTEGERS = 2**53  # float64 holds every integer up to this magnitude exactly, and no more
 
 
 @contextlib.contextmanager

@@ -367,7 +367,9 @@ def checked_scaler(arrays: dict, kind: Any, n_in: int, where: str, prefix: str =
     except ValueError as exc:
         raise ValueError(f"{where} has an invalid {what} scaler: {exc}") from None
     if scaler.n_features != n_in:
-        raise ValueError(f"{where} has an {what} scaler for {scaler.n_features} values but {width}={n_in}")
+        values = "features" if prefix == "scale" else "outputs"  # version 2's wording for the input scaler
+        raise ValueError(f"{where} has {'an' if what == 'input' else 'a'} {what} scaler for {scaler.n_features} {values} "
+                         f"but {width}={n_in}")
     return scaler
 
 

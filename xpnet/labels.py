@@ -16,6 +16,8 @@ import numpy as np
 from .backend import Backend, to_numpy
 from .validate import as_array
 
+EXACT_INTEGERS = 2**53  # float64 holds every integer up to this magnitude exactly, and no more
+
 
 def preview(values, limit: int = 6) -> str:
     """``[3, 7]`` or ``[0, 1, 2, 3, 4, 5, ...] (12 in all)``: a few values for an error message."""
@@ -30,6 +32,10 @@ def check_classes(classes: Any, n_classes: int) -> np.ndarray:
     if arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
     if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if np.max(np.abs(arr)) > EXACT_INTEGERS:  # a float64 whole number this large is not the integer written
+            big = arr[np.abs(arr) > EXACT_INTEGERS][0]
+            raise ValueError(f"classes hold whole numbers beyond +-2**53 (such as {big:g}), which float64 cannot hold "
+                             "exactly: give such labels as integers (int64) or as text")
         arr = arr.astype(np.int64)
     if arr.dtype.kind == "O" and arr.size and all(isinstance(v, str) for v in arr.tolist()):
         arr = arr.astype(str)

@@ -102,8 +102,9 @@ class MLP:
         multilabel: for ``output="sigmoid"`` with 2+ units: each unit is a label of its own, on
             when its probability is 0.5 or more; targets are ``(m, k)`` 0/1 rows, :meth:`predict`
             returns such rows and accuracy is the subset accuracy (a row counts when every label
-            is right), as scikit-learn's. ``None``: :func:`~xpnet.fit` decides from ``y``
-            (a 2-D 0/1 ``y`` is multi-label, class labels are not).
+            is right), as scikit-learn's. ``None``: :func:`~xpnet.fit` decides from ``y``: a 2-D
+            0/1 ``y`` is multi-label unless every row is one-hot (one 1 a row: classes, as
+            class labels are); ``True`` makes even one-hot rows multi-label.
         target_scale: for a regressor (identity output with real targets), a transform of
             the targets the model trains on: ``None`` (off), a fitted :class:`~xpnet.Scaler`
             over the ``n_out`` outputs, or ``"standard"`` / ``"minmax"`` to be fitted by
@@ -313,7 +314,10 @@ class MLP:
             self.scaler, self._scale_to_fit = scaler_for(to_numpy(X), self._scale_to_fit), None
             self._device_cache.clear()
         if y is not None and self.multilabel is None and self.output == "sigmoid" and self.sizes[-1] >= 2:
-            self.multilabel = as_array(y, "y").ndim == 2  # scikit-learn's rule: an indicator matrix is multi-label
+            # 0/1 rows are multi-label unless every row holds exactly one 1: one-hot rows stay classes
+            # (Nielsen's vectorized targets for sigmoid units); multilabel=True says so up front
+            rows = to_numpy(as_array(y, "y"))
+            self.multilabel = rows.ndim == 2 and not bool(np.all(np.count_nonzero(rows, axis=1) == 1))
         if y is not None and self.classes is None and self.takes_labels and not self.multilabel:
             self.classes = infer_classes(y, X.shape[0], self.sizes[-1])
             self._device_cache.clear()

@@ -118,7 +118,8 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         labels: ``(m,)`` device output indices, to count correct predictions.
         batch_size: the gradient is the sum over these ``m`` rows divided by this
             (default ``m``: the mean).
-        onehot: ``Y`` is one-hot: correct predictions are counted from it.
+        onehot: ``Y`` is one-hot (or a multi-label model's 0/1 rows): correct predictions are
+            counted from it.
         grad_hook: ``hook(grad)`` called between backward and update with the flat
             gradient (:attr:`MLP.flat`'s layout); it may change it in place or return a
             replacement (data-parallel training sums it across processes here).

@@ -10,7 +10,7 @@ command quietly with exit code 0 (see :func:`main`). The commands that compute r
 with a chosen number of BLAS threads (``--threads``; :func:`default_threads`).
 
 Which file does what, lowest first (each imports only from those before it):
-``threads.py`` counts cores and BLAS threads; ``flags.py`` holds the parser, its flag
+``flags.py`` (with ``xpnet/threads.py``, which counts cores and BLAS threads) holds the parser, its flag
 types and help texts, :class:`TrainConfig` and the presets; ``files.py`` reads
 ``--data`` and checks the user's files and output paths; ``reports.py`` prints
 progress, results and class or regression reports; ``train.py`` runs ``train`` and

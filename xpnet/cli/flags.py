@@ -198,7 +198,8 @@ def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> Non
                         ".csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
                    help="label column of a .csv: an index (negative from the end) or a header name; given several "
-                        "times, or as a range FIRST:LAST (both included), the 0/1 columns of a multi-label file "
+                        "times, or as a range FIRST:LAST (both included; one starting with - goes as "
+                        "--label-column=-3:-1), the 0/1 columns of a multi-label file "
                         f"(default: {recorded if from_model else ''}-1, the last)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
                    help=f"field separator of a .csv (default: {recorded if from_model else ''}detected among , ; tab "
@@ -317,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npz with array X, or .csv (.tsv: tabs) of features; - reads a .csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
                    help="column to drop from a .csv with one extra column: an index or a header name; several, or a "
-                        "range FIRST:LAST, for a multi-label model's label columns (default: -1, or the columns the "
+                        "range FIRST:LAST (--label-column=-3:-1 for one starting with -), for a multi-label model's "
+                        "label columns (default: -1, or the columns the "
                         "model was trained with)")
     p.add_argument("--delimiter", type=_delimiter, metavar="CHAR", help="field separator of a .csv (default: detected)")
     p.add_argument("--out", metavar="FILE", help="write predictions to .csv or .npy (default: print them)")

@@ -172,6 +172,9 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
                   "on the training rows (--scale auto; --scale none keeps them as they are)", file=sys.stderr)
     model.data_info = None if record is None else {**record, "val_fraction": _val_fraction(cfg)}
     if cfg.report == "nielsen":
+        if len(data.X_test) == 0:
+            raise UsageError("--preset nielsen reports on the test rows every epoch, and --test-fraction 0 leaves "
+                             "none: give a --test-fraction above 0")
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
     callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
     progress = None if quiet else progress_display(cfg, len(data.X_test))
@@ -349,15 +352,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         layers = _layers_for(cfg, data, hidden=(width,))
         model, history, seconds = _train_one(cfg, data, layers, rows_trained, classes, record, quiet=True)
         tested = len(data.X_test) > 0  # --test-fraction 0 holds out nothing
+        evaluated = model.evaluate(data.X_test, data.y_test) if tested else {}  # loss (and accuracy)
         if regression:
-            train, test = score_regression(model, data.X_train, data.y_train), {}
-            if tested:
-                test = score_regression(model, data.X_test, data.y_test)
+            train = score_regression(model, data.X_train, data.y_train)
+            test = score_regression(model, data.X_test, data.y_test) if tested else {}
         else:
-            train = model.evaluate(data.X_train, data.y_train)
-            test = model.evaluate(data.X_test, data.y_test) if tested else {}
+            train, test = model.evaluate(data.X_train, data.y_train), evaluated
         row = {"hidden": width, f"train_{score}": train.get(score), f"test_{score}": test.get(score),
-               "test_loss": model.evaluate(data.X_test, data.y_test)["loss"] if tested else None, "seconds": seconds}
+               "test_loss": evaluated.get("loss"), "seconds": seconds}
         rows.append(row)
         models.append(model)
         if not cfg.json:

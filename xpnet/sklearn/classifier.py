@@ -75,6 +75,10 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
     def _out_activation(self) -> str:
         return "softmax" if self._y_type == "multiclass" else "logistic"
 
+    def _model_multilabel(self, sizes: list[int]) -> bool | None:
+        """Multi-label indicator targets on 2+ logistic units: the network says so."""
+        return True if self._y_type.startswith("multilabel") and sizes[-1] >= 2 else None
+
     def _model_classes(self):
         """The class list the network carries (None for multi-label and for a single class)."""
         if self._y_type.startswith("multilabel") or len(self.classes_) < 2:

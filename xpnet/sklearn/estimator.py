@@ -299,7 +299,7 @@ class MLPEstimator(BaseEstimator):
             arrays.append(rs.uniform(-bound, bound, fan_out))
         self.mlp_ = MLP.from_arrays(arrays, backend=backend, sizes=sizes, activation=HIDDEN[self.activation],
                                     output=HEADS[self.out_activation_].output, loss=None, init=None, dtype=self.dtype,
-                                    classes=self._model_classes())
+                                    classes=self._model_classes(), multilabel=self._model_multilabel(sizes))
         self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)
         self.__dict__.pop("_optimizer", None)
         if self.solver != "lbfgs":
@@ -313,6 +313,10 @@ class MLPEstimator(BaseEstimator):
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
+
+    def _model_multilabel(self, sizes: list[int]) -> bool | None:
+        """Whether the network is multi-label (saved with it, so xpnet.load and the CLI predict its rows)."""
+        return None
 
     def _keep_network(self, sizes: list[int], backend: Backend) -> None:
         """warm_start / partial_fit: the same network, moved or rebuilt if device, dtype or activation changed."""
