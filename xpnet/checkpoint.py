@@ -34,6 +34,7 @@ from .io import (
     model_metadata,
     save_arrays,
 )
+from .losses import LossSettings
 from .model import MLP
 
 try:
@@ -116,6 +117,10 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     for key in ("sizes", "activation", "output", "loss", "dtype", "classes"):
         if config.get(key) != mine[key] and not (key == "classes" and "classes" not in config):  # v1: no classes
             raise ValueError(f"{where} was written for {key}={config.get(key)!r}, but this run has {key}={mine[key]!r}")
+    for key, default in LossSettings()._asdict().items():  # absent: the default
+        if config.get(key, default) != mine.get(key, default):
+            raise ValueError(f"{where} was written for {key}={config.get(key, default)!r}, but this run has "
+                             f"{key}={mine.get(key, default)!r}")
     if config.get("multilabel") != mine.get("multilabel"):  # absent: not multi-label (or decided by no fit yet)
         raise ValueError(f"{where} was written for multilabel={config.get('multilabel')!r}, but this run has "
                          f"multilabel={mine.get('multilabel')!r}")

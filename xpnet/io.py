@@ -291,7 +291,8 @@ def save_model(model, path) -> None:
 
 
 MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
-OPTIONAL_KEYS = ("classes", "multilabel")  # absent from version 1 files; multilabel only where decided
+# absent from version 1 files; multilabel only where decided; the losses' settings only where not the default
+OPTIONAL_KEYS = ("classes", "multilabel", "huber_delta", "label_smoothing")
 
 
 def checked_config(meta: Any, where: str, validate) -> dict:

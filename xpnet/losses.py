@@ -1,9 +1,10 @@
 """Losses: a table of name -> (value, delta), each summed over the m samples.
 
-``value(xp, Z, A, Y)`` is the loss summed over the rows, as a 0-d device array;
-``delta(xp, Z, A, Y, output)`` is its gradient with respect to the last layer's logits,
-shape ``(m, k)`` (a fresh array). Callers divide by the batch size: the mean for one
-process, the global batch for data-parallel training. ``Z`` are the logits,
+``value(xp, Z, A, Y, s)`` is the loss summed over the rows (and over the ``k`` outputs), as a
+0-d device array; ``delta(xp, Z, A, Y, output, s)`` is its gradient with respect to the last
+layer's logits, shape ``(m, k)`` (a fresh array). ``s`` are the model's :class:`LossSettings`
+(Huber's delta, label smoothing); each loss names the settings it reads. Callers divide by the
+batch size: the mean for one process, the global batch for data-parallel training. ``Z`` are the logits,
 ``A = output(Z)``, ``Y`` the float targets ``(m, k)``.
 
 Cross-entropies are computed from the logits (log-sum-exp), so they stay finite
@@ -20,50 +21,101 @@ from typing import NamedTuple
 from .activations import ACTIVATIONS
 
 
+class LossSettings(NamedTuple):
+    """The losses' own settings (model settings: stored in the model file when not the default)."""
+
+    huber_delta: float = 1.0  # huber: 0.5 d^2 for |d| <= delta, delta (|d| - delta / 2) beyond (PyTorch's)
+    label_smoothing: float = 0.0  # cross_entropy: targets y (1 - eps) + eps / k (PyTorch's)
+
+
+DEFAULT_SETTINGS = LossSettings()
+
+
 class Loss(NamedTuple):
-    value: Callable  # (xp, Z, A, Y) -> 0-d array
-    delta: Callable  # (xp, Z, A, Y, output_name) -> (m, k)
+    value: Callable  # (xp, Z, A, Y, settings) -> 0-d array
+    delta: Callable  # (xp, Z, A, Y, output_name, settings) -> (m, k)
     outputs: tuple[str, ...]  # output activations this loss is defined for
+    settings: tuple[str, ...] = ()  # the LossSettings fields it reads (others must stay at their default)
 
 
-def _cross_entropy(xp, Z, A, Y):
-    # -sum_k y_k log softmax(z)_k = sum_k y_k * (lse(z) - z_k)
+def smoothed(nx, Y, eps: float, out=None):
+    """Targets ``Y`` ``(m, k)`` with label smoothing ``eps``: ``Y (1 - eps) + eps / k``; ``Y`` itself for 0."""
+    if not eps:
+        return Y
+    if out is None:  # any namespace
+        return Y * (1.0 - eps) + eps / Y.shape[1]
+    T = nx.multiply(Y, 1.0 - eps, out=out)  # NumPy: into a reused buffer
+    return nx.add(T, eps / Y.shape[1], out=T)
+
+
+def _cross_entropy(xp, Z, A, Y, s=DEFAULT_SETTINGS):
+    # -sum_k y_k log softmax(z)_k = sum_k y_k * (lse(z) - z_k), y smoothed
+    Y = smoothed(xp, Y, s.label_smoothing)
     zmax = xp.max(Z, axis=1, keepdims=True)
     lse = zmax + xp.log(xp.sum(xp.exp(Z - zmax), axis=1, keepdims=True))  # (m, 1)
     return xp.sum(Y * (lse - Z))
 
 
-def _binary_cross_entropy(xp, Z, A, Y):
+def _cross_entropy_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
+    return A - smoothed(xp, Y, s.label_smoothing)
+
+
+def _binary_cross_entropy(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     # -[y log s(z) + (1-y) log(1-s(z))] = max(z, 0) - z y + log(1 + exp(-|z|))
     return xp.sum(xp.maximum(Z, 0.0) - Z * Y + xp.log1p(xp.exp(-xp.abs(Z))))
 
 
-def _mse(xp, Z, A, Y):
+def _mse(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     D = A - Y
     return xp.sum(D * D) / 2
 
 
-def _mse_delta(xp, Z, A, Y, output):
+def _mse_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
     return ACTIVATIONS[output].backward(xp, A, A - Y)
 
 
+def _huber(xp, Z, A, Y, s=DEFAULT_SETTINGS):
+    # per element, d = a - y, q = min(|d|, delta): q (|d| - q / 2) is 0.5 d^2 inside delta, delta (|d| - delta / 2) beyond
+    D = xp.abs(A - Y)
+    Q = xp.minimum(D, s.huber_delta)
+    return xp.sum(Q * (D - Q / 2))
+
+
+def _huber_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
+    # d clipped to [-delta, delta]
+    return ACTIVATIONS[output].backward(xp, A, xp.clip(A - Y, -s.huber_delta, s.huber_delta))
+
+
+def _mae(xp, Z, A, Y, s=DEFAULT_SETTINGS):
+    return xp.sum(xp.abs(A - Y))
+
+
+def _mae_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
+    # sign(a - y), 0 where a == y (PyTorch's subgradient of |d| at 0)
+    return ACTIVATIONS[output].backward(xp, A, xp.sign(A - Y))
+
+
 LOSSES: dict[str, Loss] = {
-    "cross_entropy": Loss(_cross_entropy, lambda xp, Z, A, Y, out: A - Y, ("softmax",)),
-    "binary_cross_entropy": Loss(_binary_cross_entropy, lambda xp, Z, A, Y, out: A - Y, ("sigmoid",)),
+    "cross_entropy": Loss(_cross_entropy, _cross_entropy_delta, ("softmax",), ("label_smoothing",)),
+    "binary_cross_entropy": Loss(_binary_cross_entropy, lambda xp, Z, A, Y, out, s=DEFAULT_SETTINGS: A - Y, ("sigmoid",)),
     "mse": Loss(_mse, _mse_delta, ("softmax", "sigmoid", "identity")),
+    "huber": Loss(_huber, _huber_delta, ("identity",), ("huber_delta",)),  # regression
+    "mae": Loss(_mae, _mae_delta, ("identity",)),  # regression: mean absolute error
 }
 
 
-def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None):
+def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: float = 0.0):
     """Softmax + cross-entropy from the logits ``Z`` ``(m, k)``, sharing max, exp and sum.
 
     Returns ``(loss summed over rows, dL/dZ * scale)``. The same numbers as
     ``cross_entropy``'s value and ``(softmax(Z) - Y) * scale``, in 11 array operations
-    instead of 17. With ``buf`` (NumPy) the intermediates and the gradient are reused
-    arrays; ``Z`` is only read.
+    instead of 17. With ``label_smoothing`` ``eps > 0`` the targets ``Y`` are first smoothed to
+    ``Y (1 - eps) + eps / k`` (2 more operations; the loss is the smoothed one). With ``buf``
+    (NumPy) the intermediates and the gradient are reused arrays; ``Z`` and ``Y`` are only read.
     """
     m, k = Z.shape
     out = (lambda key: buf(key, (m, k), Z.dtype)) if buf is not None else (lambda key: None)
+    Y = smoothed(nx, Y, label_smoothing, out("ce.Y"))
     shifted = nx.subtract(Z, nx.max(Z, axis=1, keepdims=True), out=out("ce.shifted"))  # (m, k), row max 0
     E = nx.exp(shifted, out=out("ce.E"))
     total = nx.sum(E, axis=1, keepdims=True)  # (m, 1)

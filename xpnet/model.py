@@ -32,9 +32,9 @@ from .batches import batch_spans
 from .faults import check_memory
 from .flat import Layout, ParamList
 from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
-from .losses import DEFAULT_LOSS, LOSSES, softmax_cross_entropy
+from .losses import DEFAULT_LOSS, LOSSES, LossSettings, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
-from .validate import as_array, check_choice, check_features, check_range, check_sizes, check_targets
+from .validate import as_array, check_choice, check_features, check_positive, check_range, check_sizes, check_targets
 
 INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at zero
     "small": lambda n_in: 0.01,  # the tutorials' np.random.randn(...) * 0.01
@@ -66,6 +66,20 @@ def _checked_backend(backend: Backend) -> Backend:
     return backend
 
 
+def _loss_settings(loss: str, huber_delta: Any, label_smoothing: Any) -> LossSettings:
+    """The checked :class:`~xpnet.losses.LossSettings`; a setting away from its default needs a loss that reads it."""
+    huber_delta = check_positive(huber_delta, "huber_delta")
+    label_smoothing = check_positive(label_smoothing, "label_smoothing", allow_zero=True)
+    if label_smoothing >= 1:
+        raise ValueError(f"label_smoothing={label_smoothing!r} is out of range: expected 0 <= label_smoothing < 1")
+    settings = LossSettings(huber_delta, label_smoothing)
+    for name, value in settings._asdict().items():
+        if value != getattr(LossSettings(), name) and name not in LOSSES[loss].settings:
+            owner = next(k for k, v in LOSSES.items() if name in v.settings)
+            raise ValueError(f"{name}={value!r} with loss={loss!r}: {name} is for loss={owner!r}")
+    return settings
+
+
 class Gradient(NamedTuple):
     """What :meth:`MLP.backprop` returns for one batch."""
 
@@ -81,8 +95,15 @@ class MLP:
         sizes: layer widths ``[n_in, hidden..., n_out]``.
         activation: hidden activation, one of ``sigmoid, tanh, relu, leaky_relu, identity``.
         output: output activation, one of ``softmax, sigmoid, identity``.
-        loss: ``cross_entropy`` (softmax), ``binary_cross_entropy`` (sigmoid) or ``mse``
-            (any output); ``None`` picks the one that matches ``output``.
+        loss: ``cross_entropy`` (softmax), ``binary_cross_entropy`` (sigmoid), ``mse`` (any
+            output), or for regression (identity output) ``huber`` and ``mae`` (absolute error;
+            its gradient at 0 is 0, as PyTorch's); each summed over the outputs and averaged over
+            the rows. ``None`` picks the one that matches ``output``.
+        huber_delta: ``huber``'s ``delta > 0``: per element ``0.5 d^2`` for ``|d| <= delta``,
+            ``delta (|d| - delta / 2)`` beyond (PyTorch's ``HuberLoss``); default 1.
+        label_smoothing: ``0 <= eps < 1`` for ``cross_entropy``: the targets become
+            ``y (1 - eps) + eps / k`` (PyTorch's ``CrossEntropyLoss(label_smoothing=eps)``); the loss
+            that ``fit`` and :meth:`evaluate` report is then the smoothed one. Default 0.
         init: ``small, xavier, he, normal``; ``None`` is ``he`` for relu-like
             activations, ``xavier`` otherwise.
         backend, device: where the parameters live (see :func:`xpnet.get_backend`).
@@ -140,8 +161,10 @@ class MLP:
         scale: str | Scaler | None = None,
         target_scale: str | Scaler | None = None,
         multilabel: bool | None = None,
+        huber_delta: float = 1.0,
+        label_smoothing: float = 0.0,
     ):
-        self._configure(sizes, activation, output, loss, init, dtype, classes, multilabel)
+        self._configure(sizes, activation, output, loss, init, dtype, classes, multilabel, huber_delta, label_smoothing)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
         self.seed = seed
@@ -157,7 +180,8 @@ class MLP:
             rng.fill_normal(host[start:stop].reshape(shape), scale=INITS[self.init](shape[0]))
         self._bind(self.backend.asarray(host))  # one transfer
 
-    def _configure(self, sizes, activation, output, loss, init, dtype, classes=None, multilabel=None) -> None:
+    def _configure(self, sizes, activation, output, loss, init, dtype, classes=None, multilabel=None,
+                   huber_delta=1.0, label_smoothing=0.0) -> None:
         self.sizes = check_sizes(sizes)
         self.activation = check_choice(activation, "activation", HIDDEN)
         self.output = check_choice(output, "output", OUTPUTS)
@@ -169,6 +193,8 @@ class MLP:
                 f"use loss={DEFAULT_LOSS[output]!r} (the default for output={output!r})"
                 + ("" if DEFAULT_LOSS[output] == "mse" else " or 'mse'")
             )
+        self.loss_settings = _loss_settings(self.loss, huber_delta, label_smoothing)
+        self.huber_delta, self.label_smoothing = self.loss_settings
         if output == "softmax" and self.sizes[-1] < 2:
             raise ValueError(
                 f"sizes[-1]={self.sizes[-1]} with output='softmax': softmax needs >= 2 units; "
@@ -284,6 +310,8 @@ class MLP:
             "seed": self.seed,
             "classes": None if self.classes is None else self.classes.tolist(),
             **({"multilabel": self.multilabel} if self.multilabel is not None else {}),
+            # the losses' settings where not the default (absent from older files: the default)
+            **{k: v for k, v in self.loss_settings._asdict().items() if v != getattr(LossSettings(), k)},
         }
 
     def __repr__(self) -> str:
@@ -477,11 +505,11 @@ class MLP:
         acts, Z = self._forward(X, buf)
         if self.output == "softmax" and self.loss == "cross_entropy":
             # one head: max, exp and sum shared by the softmax, the loss and its gradient
-            value, dZ = softmax_cross_entropy(nx, Z, Y, scale, buf)
+            value, dZ = softmax_cross_entropy(nx, Z, Y, scale, buf, self.label_smoothing)
         else:
             A, loss = self._output(Z), LOSSES[self.loss]
-            value = loss.value(nx, Z, A, Y)
-            dZ = loss.delta(nx, Z, A, Y, self.output)
+            value = loss.value(nx, Z, A, Y, self.loss_settings)
+            dZ = loss.delta(nx, Z, A, Y, self.output, self.loss_settings)
             dZ *= scale  # dZ is a fresh array here
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
@@ -611,7 +639,8 @@ class MLP:
 
         ``accuracy`` is left out for regression (identity output with real targets); a
         regressor's loss is on its scaled targets when it has a ``target_scaler`` (the loss it
-        was trained on). Values are summed on the device and read back once.
+        was trained on), and a classifier's the label-smoothed one when it has ``label_smoothing``.
+        Values are summed on the device and read back once.
         """
         return self.scores(*self.device_data(X, y))
 
@@ -624,7 +653,7 @@ class MLP:
         for s, e in batch_spans(m, EVAL_BATCH):
             Z = self._forward(Xd[s:e, :])[1]
             A = self._output(Z)
-            total = total + loss(xp, Z, A, Y[s:e, :])  # summed over the rows
+            total = total + loss(xp, Z, A, Y[s:e, :], self.loss_settings)  # summed over the rows
             if labels is not None:
                 correct = correct + self._correct(A, labels[s:e, ...])
                 if self.multilabel:  # labels that differ, over every row and unit

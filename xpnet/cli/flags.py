@@ -41,6 +41,8 @@ class TrainConfig:
     output: str = "softmax"
     task: str = "auto"  # auto | classification | regression (see xpnet.cli.train)
     loss: str | None = None  # None: the one matching --output
+    huber_delta: float = 1.0  # --loss huber: quadratic for |error| <= delta, linear beyond
+    label_smoothing: float = 0.0  # cross_entropy: targets y (1 - eps) + eps / k
     init: str | None = None  # None: he for relu-like, xavier otherwise
     # The defaults reach ~95.5% test accuracy on the bundled digits in ~3 s on 2 cores.
     optimizer: str = "nesterov"  # sgd | momentum | nesterov | adam
@@ -223,7 +225,13 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
                         "units); auto: text and integer labels are classes, other numbers regression targets, and "
                         f"many distinct integers (over {MANY_CLASSES}, under {ROWS_PER_CLASS} rows each) are "
                         "refused as ambiguous (default: auto)")
-    p.add_argument("--loss", choices=tuple(LOSSES), help="loss (default: the one matching --output)")
+    p.add_argument("--loss", choices=tuple(LOSSES),
+                   help="loss (default: the one matching --output); huber and mae (absolute error) for regression")
+    p.add_argument("--huber-delta", type=_number(float, 0), metavar="D",
+                   help=f"--loss huber: squared below D, linear above (PyTorch's HuberLoss) (default: {d.huber_delta:g})")
+    p.add_argument("--label-smoothing", type=_number(float, 0, 1, low_open=False), metavar="E",
+                   help="softmax cross-entropy against targets y (1 - E) + E / classes; the loss reported is the "
+                        f"smoothed one (default: {d.label_smoothing:g})")
     p.add_argument("--init", choices=tuple(INITS), help="weight init (default: he for relu-like, else xavier)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], help=f"(default: {d.optimizer})")
     p.add_argument("--lr", type=_number(float, 0),

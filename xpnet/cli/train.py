@@ -160,7 +160,8 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
         kind = cfg.scale or ("auto" if cfg.data else "none")
         regression = cfg.output == "identity" and classes is None
         model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
-                    device=cfg.device, dtype=cfg.dtype, seed=cfg.seed,
+                    huber_delta=cfg.huber_delta, label_smoothing=cfg.label_smoothing, device=cfg.device,
+                    dtype=cfg.dtype, seed=cfg.seed,
                     classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
                     scale=kind, target_scale="standard" if regression else None,
                     multilabel=True if data.y_train.ndim == 2 else None)
