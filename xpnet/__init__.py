@@ -48,6 +48,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "History": "history",
     "OutOfMemory": "faults", "TrainingDiverged": "faults", "TrainingInterrupted": "faults",
     "Callback": "train", "EarlyStopping": "train", "fit": "train", "train_step": "train",
+    "CSVLogger": "logs",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

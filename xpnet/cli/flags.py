@@ -60,6 +60,7 @@ class TrainConfig:
     checkpoint: str | None = None  # written atomically every --checkpoint-every epochs and on SIGINT/SIGTERM
     checkpoint_every: int = 1
     resume: str | None = None  # continue from this checkpoint
+    log: str | None = None  # train: a CSV row per epoch, written as the run goes (xpnet.logs.CSVLogger)
     allow_changes: bool = False  # let --resume apply other optimizer settings (recorded in the history)
     init_from: str | None = None  # start from this saved model's weights (fine-tuning)
     early_stopping: int | None = None  # patience in epochs, on validation loss (needs --val-fraction)
@@ -281,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a checkpoint here every --checkpoint-every epochs and when interrupted (SIGINT/SIGTERM)")
     t.add_argument("--checkpoint-every", type=_number(int, 0), metavar="N", help="epochs between checkpoints (default: 1)")
     t.add_argument("--resume", metavar="PATH", help="continue from this checkpoint (same arguments otherwise)")
+    t.add_argument("--log", metavar="FILE.csv",
+                   help="write one CSV row per epoch (the epoch line's metrics, the learning rate, seconds) as the "
+                        "run goes, so a killed run keeps its rows; replaces FILE.csv after the first epoch, and with "
+                        "--resume rewrites it from the checkpoint's epochs on")
     t.add_argument("--allow-changes", action="store_true",
                    help="with --resume: apply a changed --lr, --momentum, --schedule, --weight-decay or number "
                         "of --distributed ranks (refused "

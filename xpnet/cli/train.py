@@ -178,6 +178,10 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
                              "none: give a --test-fraction above 0")
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
     callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
+    if cfg.log and (comm is None or comm.rank == 0):  # rank 0 writes the files
+        from ..logs import CSVLogger
+
+        callbacks.append(CSVLogger(cfg.log))
     progress = None if quiet else progress_display(cfg, len(data.X_test))
     if progress:
         callbacks.append(progress)
@@ -227,12 +231,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, device=comm.device_for_rank(cfg.device))  # cuda -> cuda:<local rank % GPUs>
     explicit = set(vars(args))
     check_paths([("--data", cfg.data), ("--resume", cfg.resume), ("--init-from", cfg.init_from)],
-                 [("--save", cfg.save), ("--checkpoint", cfg.checkpoint), *plot_outputs("train", cfg.plot)],
+                 [("--save", cfg.save), ("--checkpoint", cfg.checkpoint), ("--log", cfg.log),
+                  *plot_outputs("train", cfg.plot)],
                  allowed={("--checkpoint", "--resume")})
     if cfg.save:
         check_writable(cfg.save, "--save")  # fail before training, not after
     if cfg.checkpoint:
         check_writable(cfg.checkpoint, "--checkpoint")
+    if cfg.log:
+        check_writable(cfg.log, "--log")
     if cfg.resume and not Path(cfg.resume).is_file():
         raise UsageError(f"--resume {cfg.resume!r} is not a file: expected a checkpoint written by --checkpoint")
     check_npz("--resume", cfg.resume, "an xpnet checkpoint")
