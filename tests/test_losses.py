@@ -213,3 +213,44 @@ def test_cli_losses(tmp_path, monkeypatch, capsys):
         assert run([*moons, *flags]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_sklearn_regressor_losses(loss):
+    """MLPRegressor(loss='huber'|'absolute_error'): the loss (summed over the outputs, averaged
+    over the rows, plus scikit-learn's L2 term) and its gradient against finite differences, weighted too; the
+    network's own loss (the fast path) gives the same numbers."""
+    from xpnet.sklearn import MLPRegressor
+
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2)) * 2
+    est = MLPRegressor(loss=loss, hidden_layer_sizes=(5,), max_iter=3, dtype="float64", random_state=0, alpha=1e-3)
+    with pytest.warns(Warning):  # not converged in 3 iterations
+        est.fit(X, y)
+    assert est.mlp_.loss == {"huber": "huber", "absolute_error": "mae"}[loss]
+    A = np.asarray(est.predict(X))
+    D = np.abs(A - y)
+    rows = (np.where(D <= 1, 0.5 * D * D, D - 0.5) if loss == "huber" else D).sum(axis=1)
+    W = [xpnet.to_numpy(p) for p in est.mlp_.params[0::2]]
+    l2 = 0.5 * 1e-3 * sum((w * w).sum() for w in W) / len(X)
+    assert est.loss_and_gradient(X, y)[0] == pytest.approx(rows.mean() + l2, rel=1e-12)
+    for weights in (None, rng.random(30)):
+        value, grad = est.loss_and_gradient(X, y, sample_weight=weights)
+        if weights is None:
+            fast, fast_grad = est.loss_and_gradient(X, y, exact=False)
+            assert fast == pytest.approx(value, rel=1e-12)
+            np.testing.assert_allclose(fast_grad, grad, rtol=1e-10, atol=1e-14)
+        host, numeric = xpnet.to_numpy(est.mlp_.flat).copy(), np.zeros_like(grad)
+        for i in range(host.size):
+            for sign in (1, -1):
+                moved = host.copy()
+                moved[i] += sign * 1e-6
+                est.mlp_.flat[...] = moved
+                numeric[i] += sign * est.loss_and_gradient(X, y, sample_weight=weights)[0] / 2e-6
+        est.mlp_.flat[...] = host
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+    # warm start with another loss: the network is rebuilt with it, the weights kept
+    est.set_params(loss="squared_error", warm_start=True)
+    with pytest.warns(Warning):
+        est.fit(X, y)
+    assert est.mlp_.loss == "mse"

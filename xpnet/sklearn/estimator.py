@@ -26,8 +26,9 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
 from ..batches import batch_spans, block_sorted, gather_batch
+from ..losses import DEFAULT_LOSS
 from ..model import MLP
-from .heads import HEADS, HIDDEN
+from .heads import HEADS, HIDDEN, Head
 from .inputs import check_sample_weight, dense, on_device
 from .solvers import AdamRule, SGDRule
 
@@ -298,7 +299,7 @@ class MLPEstimator(BaseEstimator):
             arrays.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
             arrays.append(rs.uniform(-bound, bound, fan_out))
         self.mlp_ = MLP.from_arrays(arrays, backend=backend, sizes=sizes, activation=HIDDEN[self.activation],
-                                    output=HEADS[self.out_activation_].output, loss=None, init=None, dtype=self.dtype,
+                                    output=self._head().output, loss=self._head().loss, init=None, dtype=self.dtype,
                                     classes=self._model_classes(), multilabel=self._model_multilabel(sizes))
         self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)
         self.__dict__.pop("_optimizer", None)
@@ -314,20 +315,25 @@ class MLPEstimator(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
+    def _head(self) -> Head:
+        """The head of ``out_activation_`` (the regressor's own losses have theirs)."""
+        return HEADS[self.out_activation_]
+
     def _model_multilabel(self, sizes: list[int]) -> bool | None:
         """Whether the network is multi-label (saved with it, so xpnet.load and the CLI predict its rows)."""
         return None
 
     def _keep_network(self, sizes: list[int], backend: Backend) -> None:
-        """warm_start / partial_fit: the same network, moved or rebuilt if device, dtype or activation changed."""
+        """warm_start / partial_fit: the same network, moved or rebuilt if device, dtype, activation or loss changed."""
         mlp = self.mlp_
         if list(mlp.sizes) != sizes:
             raise ValueError(f"the network has layer sizes {mlp.sizes} but this call needs {sizes} (from "
                              "hidden_layer_sizes and the data): to change them, fit with warm_start=False")
+        loss = self._head().loss or DEFAULT_LOSS[mlp.output]  # the regressor's loss may have been set anew
         if (mlp.backend is not backend and mlp.backend.label != backend.label) or mlp.dtype != self.dtype \
-                or mlp.activation != HIDDEN[self.activation]:
+                or mlp.activation != HIDDEN[self.activation] or mlp.loss != loss:
             arrays = [to_numpy(p) for p in mlp.params]
-            config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation]}
+            config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation], "loss": loss}
             self.mlp_ = MLP.from_arrays(arrays, backend=backend, **config)
             self._best_flat = backend.asarray(to_numpy(self._best_flat), backend.dtype(self.dtype))
             # the solver's state follows the network on its next step (SGDRule.update binds to the new buffer)
@@ -354,7 +360,7 @@ class MLPEstimator(BaseEstimator):
         scikit-learn's instead (log-losses clipped at machine epsilon), at the cost of a
         forward pass: L-BFGS's line search compares these values, so it needs the same ones.
         """
-        mlp, head = self.mlp_, HEADS[self.out_activation_]
+        mlp, head = self.mlp_, self._head()
         xp, m = mlp.xp, Xb.shape[0]
         if wb is None and head.fast and not exact:
             out = mlp.backprop(Xb, Yb, buf=buf)  # the rows' mean gradient, loss summed over rows
@@ -378,7 +384,7 @@ class MLPEstimator(BaseEstimator):
 
     def _batch_loss(self, data: float, sq: float | None, sw_sum: float) -> float:
         """scikit-learn's loss for one batch from :meth:`_batch`'s terms (host floats)."""
-        norm = sw_sum * (self.n_outputs_ if HEADS[self.out_activation_].per_output else 1)
+        norm = sw_sum * (self.n_outputs_ if self._head().per_output else 1)
         return data / norm + (0.5 * self.alpha * sq / sw_sum if sq is not None else 0.0)
 
     def loss_and_gradient(self, X, y, sample_weight=None, exact: bool = True) -> tuple[float, np.ndarray]:
@@ -462,7 +468,7 @@ class MLPEstimator(BaseEstimator):
                     rule.update(backend, flat, grad)
                     datas.append(data)
                     sqs.append(sq)
-                    norm = sw_sum * (self.n_outputs_ if HEADS[self.out_activation_].per_output else 1)
+                    norm = sw_sum * (self.n_outputs_ if self._head().per_output else 1)
                     coefs.append((rows / norm, 0.5 * self.alpha * rows / sw_sum))
                 self.n_iter_ += 1
                 self.loss_ = self._epoch_loss(datas, sqs, coefs, n)  # the epoch's one read from the device

@@ -1,5 +1,6 @@
 """Output heads: each ``out_activation_`` as the xpnet output that computes it and
-scikit-learn's loss per row; and scikit-learn's hidden activations by xpnet's names."""
+scikit-learn's loss per row (and the regressor's losses beyond scikit-learn's own, by their
+``loss`` names); and scikit-learn's hidden activations by xpnet's names."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ def _squared_rows(xp, A, Y, eps):
     return xp.sum(D * D, axis=1) / 2  # scikit-learn then averages over outputs too: Head.per_output
 
 
+def _huber_rows(xp, A, Y, eps):
+    # PyTorch's HuberLoss per element with delta 1 (xpnet's huber), summed over the outputs
+    D = xp.abs(A - Y)
+    Q = xp.minimum(D, 1.0)
+    return xp.sum(Q * (D - Q / 2), axis=1)
+
+
+def _absolute_rows(xp, A, Y, eps):
+    return xp.sum(xp.abs(A - Y), axis=1)
+
+
 def _poisson_rows(xp, Z, Y, eps):
     # half Poisson deviance with the log link, from Z = log(prediction):
     # xlogy(y, y / exp(z)) - y + exp(z), where xlogy(0, .) = 0
@@ -43,6 +55,7 @@ class Head(NamedTuple):
     rows: Any  # (xp, outputs or Z, Y, eps) -> (m,) loss per row, scikit-learn's definition
     per_output: bool  # scikit-learn averages this loss over the outputs (squared error)
     fast: bool  # the network's own loss and gradient (backprop) are scikit-learn's, unweighted
+    loss: str | None = None  # the network's loss (xpnet's name); None: the output's default
 
 
 HEADS = {
@@ -52,4 +65,12 @@ HEADS = {
     # exp(z) with half Poisson deviance: the network ends in identity (z); the exp and the
     # loss's gradient exp(z) - y are applied here, around MLP.backprop
     "exp": Head("identity", _poisson_rows, False, False),
+}
+
+# MLPRegressor(loss=...) beyond scikit-learn's own: identity outputs (out_activation_ 'identity'),
+# summed over the outputs as xpnet's losses are, so that the gradient is the loss's (scikit-learn's
+# squared error averages its loss over the outputs but not its gradient)
+LOSS_HEADS = {
+    "huber": Head("identity", _huber_rows, False, True, "huber"),
+    "absolute_error": Head("identity", _absolute_rows, False, True, "mae"),
 }

@@ -1,4 +1,5 @@
-"""scikit-learn's ``MLPRegressor`` on xpnet's engine: squared error or Poisson deviance."""
+"""scikit-learn's ``MLPRegressor`` on xpnet's engine: squared error or Poisson deviance, and
+beyond scikit-learn's own the Huber loss (delta 1) and absolute error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sklearn.utils.validation import column_or_1d
 
 from ..backend import to_numpy
 from .estimator import MLPEstimator
+from .heads import LOSS_HEADS, Head
 from .inputs import on_device
 
 
@@ -18,11 +20,15 @@ class MLPRegressor(RegressorMixin, MLPEstimator):
     """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` on xpnet's engine.
 
     ``loss``: ``'squared_error'`` (identity outputs) or ``'poisson'`` (exp outputs, half
-    Poisson deviance; targets >= 0). Other parameters as :class:`MLPClassifier`.
+    Poisson deviance; targets >= 0), as scikit-learn's; beyond them ``'huber'`` (PyTorch's
+    ``HuberLoss`` with delta 1 per element: ``0.5 d^2`` for ``|d| <= 1``, ``|d| - 0.5`` beyond) and
+    ``'absolute_error'`` (``|d|``; its gradient at 0 is 0), identity outputs, each summed over
+    the outputs and averaged over the rows (scikit-learn's squared error is also averaged over the
+    outputs, but not its gradient). Other parameters as :class:`MLPClassifier`.
     """
 
     _parameter_constraints: dict = {**MLPEstimator._parameter_constraints,
-                                    "loss": [StrOptions({"squared_error", "poisson"})]}
+                                    "loss": [StrOptions({"squared_error", "poisson", *LOSS_HEADS})]}
     _numeric_y = True
     _is_classifier = False
 
@@ -52,6 +58,9 @@ class MLPRegressor(RegressorMixin, MLPEstimator):
 
     def _out_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "identity"
+
+    def _head(self) -> Head:
+        return LOSS_HEADS.get(self.loss) or super()._head()
 
     def _model_classes(self):
         return None
