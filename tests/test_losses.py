@@ -116,7 +116,7 @@ def test_against_torch_autograd():
                 A = torch.tanh(A)
         value = loss_fn(A, target)
         value.backward()
-        return float(value), [p.grad.numpy() for p in params]
+        return float(value.detach()), [p.grad.numpy() for p in params]
 
     cases = []
     for delta in (0.5, 1.0, 2.0):
@@ -254,3 +254,14 @@ def test_sklearn_regressor_losses(loss):
     with pytest.warns(Warning):
         est.fit(X, y)
     assert est.mlp_.loss == "mse"
+
+
+def test_label_smoothing_costs_two_operations_a_step():
+    """The fused head smooths the targets in 2 array operations, only when asked (the default
+    network's counts, held in test_flat_buffer, are unchanged)."""
+    pytest.importorskip("array_api_strict")
+    from xpnet.opcount import ops_per_step
+
+    plain = ops_per_step((20, 16, 4), rows=128, batch=32)
+    smoothed = ops_per_step((20, 16, 4), rows=128, batch=32, model_settings={"label_smoothing": 0.1})
+    assert smoothed["step"] == plain["step"] + 2 and smoothed["update"] == plain["update"]

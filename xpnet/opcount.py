@@ -102,10 +102,11 @@ OPTIMIZERS = {  # name -> factory; the settings that change the number of operat
 }
 
 
-def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 512, batch: int = 64) -> dict:
+def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 512, batch: int = 64,
+                 model_settings: dict | None = None) -> dict:
     """``{"step": ..., "update": ...}``: array operations per training step in :func:`xpnet.fit`
     (median over an epoch's full batches) and in the optimizer's update alone, on
-    array-api-strict. Needs array-api-strict (the test extra)."""
+    array-api-strict, for an ``MLP(layers, **model_settings)``. Needs array-api-strict (the test extra)."""
     import array_api_strict
 
     from .model import MLP
@@ -121,7 +122,7 @@ def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 
             marks.append(counter.value)
 
     with counting(array_api_strict) as counter:
-        model = MLP(list(layers), backend=array_api_strict, seed=0)
+        model = MLP(list(layers), backend=array_api_strict, seed=0, **(model_settings or {}))
         opt = OPTIMIZERS[optimizer]()
         inner = opt.update
 
