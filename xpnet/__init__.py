@@ -44,10 +44,12 @@ _EXPORTS = {  # public name -> the module that defines it
     "load": "model",
     "MLP": "model",
     "SGD": "optim", "Adam": "optim", "Constant": "optim", "Cosine": "optim", "StepDecay": "optim",
+    "OneCycle": "optim",
     "Scaler": "preprocess", "fit_scaler": "preprocess",
     "History": "history",
     "OutOfMemory": "faults", "TrainingDiverged": "faults", "TrainingInterrupted": "faults",
     "Callback": "train", "EarlyStopping": "train", "fit": "train", "train_step": "train",
+    "ReduceLROnPlateau": "train",
     "CSVLogger": "logs",
 }
 

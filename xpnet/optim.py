@@ -60,7 +60,37 @@ class Cosine:
         return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": Cosine}
+class OneCycle:
+    """PyTorch's ``OneCycleLR`` (``anneal_strategy="cos"``, ``three_phase=False``), per step: from
+    ``lr / div_factor`` up to ``lr`` over the first ``pct_start`` of the steps, then down to
+    ``lr / div_factor / final_div_factor``. The rate only: momentum is not cycled (PyTorch's
+    ``cycle_momentum=False``)."""
+
+    name = "onecycle"
+    per_step = True  # called with (step, total steps), not (epoch, epochs)
+
+    def __init__(self, pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4):
+        self.pct_start = check_positive(pct_start, "pct_start")
+        if self.pct_start >= 1:
+            raise ValueError(f"pct_start={pct_start!r} is out of range: expected 0 < pct_start < 1")
+        self.div_factor = check_positive(div_factor, "div_factor")
+        self.final_div_factor = check_positive(final_div_factor, "final_div_factor")
+
+    def __call__(self, step: int, steps: int) -> float:
+        start, peak = 1.0 / self.div_factor, 1.0
+        end = start / self.final_div_factor
+        up = float(self.pct_start * steps) - 1  # PyTorch's phase ends, in steps
+        phases = ((up, start, peak), (steps - 1, peak, end))
+        begin = 0.0
+        for i, (stop, a, b) in enumerate(phases):
+            if step <= stop or i == len(phases) - 1:
+                pct = (step - begin) / (stop - begin) if stop > begin else 1.0
+                return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+            begin = stop
+        raise AssertionError("unreachable")
+
+
+SCHEDULES = {"constant": Constant, "step": StepDecay, "cosine": Cosine, "onecycle": OneCycle}
 FORMS = ("pytorch", "sklearn")  # whose conventions an update rule follows (see SGD and Adam)
 
 
@@ -85,14 +115,30 @@ class Optimizer:
     weights (biases follow). Each update is then a handful of whole-buffer
     operations, whatever the depth of the network. Given per-layer arrays instead,
     weight decay applies to the 2-D ones (weights), not to biases.
+
+    ``warmup_steps`` (or ``warmup_epochs``): the rate rises linearly from ``lr / warmup``
+    to the schedule's over the first steps, multiplying it (PyTorch's ``LinearLR``
+    chained with the schedule). A warm-up or a per-step schedule (``"onecycle"``) sets
+    each step's rate from a device vector uploaded once per epoch (:meth:`start_epoch`).
+    ``clip_norm``: scale the gradient to at most this global L2 norm before each update,
+    on the device (:meth:`clip`).
     """
 
-    def __init__(self, lr: float, weight_decay: float, schedule: Any, form: str = "pytorch"):
+    def __init__(self, lr: float, weight_decay: float, schedule: Any, form: str = "pytorch", *,
+                 warmup_steps: int = 0, warmup_epochs: int = 0, clip_norm: float | None = None):
         self.form = check_choice(form, "form", FORMS)
         self.lr = check_positive(lr, "lr")
         self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.schedule = make_schedule(schedule)
+        self.warmup_steps = check_positive(warmup_steps, "warmup_steps", integer=True, allow_zero=True)
+        self.warmup_epochs = check_positive(warmup_epochs, "warmup_epochs", integer=True, allow_zero=True)
+        if self.warmup_steps and self.warmup_epochs:
+            raise ValueError(f"warmup_steps={warmup_steps!r} and warmup_epochs={warmup_epochs!r}: give one of them")
+        self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
+        self.lr_scale = 1.0  # a factor on the base rate that a callback keeps (ReduceLROnPlateau)
         self.current_lr = self.lr
+        self._lrs = None  # per-step mode: this epoch's per-step values on the device (see start_epoch)
+        self._t0 = 0  # the step count at which those vectors start
         self.xp = None  # set by attach()
         self.nx = None
         self.bound_to = None  # the array train_step attached this optimizer to
@@ -100,14 +146,78 @@ class Optimizer:
         self._decay: list = []  # per array: None, or how many leading elements decay (all: its size)
         self._wd: list = []  # per array: 0.0, the weight decay, or a (size,) mask of it
 
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Set the learning rate for ``epoch`` (0-based) of ``epochs``."""
-        self.set_lr(self.lr * self.schedule(epoch, epochs))
+    @property
+    def per_step(self) -> bool:
+        """Whether the rate changes within an epoch (a warm-up, or a schedule like :class:`OneCycle`)."""
+        return bool(self.warmup_steps or self.warmup_epochs or getattr(self.schedule, "per_step", False))
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int | None = None, first: int = 0) -> None:
+        """Set the learning rate for ``epoch`` (0-based) of ``epochs`` of ``steps`` steps each,
+        the next step being step ``first`` of the epoch (a resume inside it).
+
+        A per-step rate (:attr:`per_step`) needs ``steps``: the rates of the epoch's steps are
+        computed here on the host and uploaded once, as one device vector per value the update
+        rule needs; a step takes its element by a Python index (a view: no kernel, no read back).
+        The position is the step count ``t`` (kept in checkpoints), so a resumed run takes the
+        same rates. ``current_lr`` is then the rate of the epoch's last step.
+        """
+        if not self.per_step:
+            self.set_lr(self.lr * self.lr_scale * self.schedule(epoch, epochs))
+            return
+        if steps is None:
+            raise ValueError("a warm-up or a per-step schedule needs start_epoch(epoch, epochs, steps)")
+        self._t0 = getattr(self, "t", 0) - first  # the step count at the epoch's first step
+        lrs = self.rates(epoch, epochs, steps, self._t0)
+        self.current_lr = lrs[-1]
+        self._lrs = self._per_step_vectors(lrs, self._t0) if self.xp is not None else None
+
+    def rates(self, epoch: int, epochs: int, steps: int, t0: int | None = None) -> list[float]:
+        """The learning rates of the ``steps`` steps of ``epoch`` of ``epochs``, the first being
+        step ``t0`` of the run (default: the step count ``t``): computed on the host, as
+        :meth:`start_epoch` uploads them."""
+        base, t0 = self.lr * self.lr_scale, getattr(self, "t", 0) if t0 is None else t0
+        warmup = self.warmup_steps or self.warmup_epochs * steps
+        lrs = []
+        for s in range(t0, t0 + steps):
+            if getattr(self.schedule, "per_step", False):
+                factor = self.schedule(min(s, epochs * steps - 1), epochs * steps)
+            else:
+                factor = self.schedule(epoch, epochs)
+            if s < warmup:  # linear from base / warmup to base (PyTorch's LinearLR(1 / warmup), chained)
+                factor *= (s + 1) / warmup
+            lrs.append(base * factor)
+        return lrs
+
+    def _per_step_vectors(self, lrs: list, t0: int) -> dict:
+        """The device vectors a step indexes: ``{"lr": (steps,)}`` (an update rule may need others)."""
+        return {"lr": self._upload(lrs)}
+
+    def _upload(self, values: list):
+        p = self.bound_to if self.bound_to is not None else self._like
+        return self.xp.asarray([float(v) for v in values], dtype=p.dtype, device=array_api_compat.device(p))
+
+    def _step_value(self, name: str):
+        """This step's ``name`` from the per-step vectors: a 0-d device view (no kernel, no read)."""
+        vector = self._lrs[name]
+        return vector[min(self.t - self._t0, vector.shape[0] - 1)]
+
+    def clip(self, grads: list) -> list:
+        """Scale ``grads`` in place by ``min(1, clip_norm / (norm + 1e-6))``, ``norm`` their global
+        L2 norm (PyTorch's ``clip_grad_norm_``), all on the device: no value is read back.
+        Array operations: 5 (one reduction per array, then four on 0-d arrays)."""
+        xp = self.xp
+        squares = [xp.vecdot(xp.reshape(g, (-1,)), xp.reshape(g, (-1,))) for g in grads]
+        total = squares[0] if len(squares) == 1 else xp.sum(xp.stack(squares))
+        scale = xp.minimum(self.clip_norm / (xp.sqrt(total) + 1e-6), 1.0)
+        for g in grads:
+            g *= scale
+        return grads
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of the next steps: for a caller that keeps its own schedule
         (scikit-learn's ``'invscaling'`` and ``'adaptive'``, in :mod:`xpnet.sklearn`)."""
         self.current_lr = float(lr)
+        self._lrs = None  # one rate for every step from here
         self._lr_changed()
 
     def _lr_changed(self) -> None:
@@ -135,7 +245,7 @@ class Optimizer:
         if self.weight_decay and not given and not any(decay):
             raise ValueError(f"weight_decay={self.weight_decay!r} would apply to none of these arrays (no 2-D one): "
                              "for a model's flat buffer attach with decay=[model.n_weights] (train_step and fit do)")
-        self._decay, self._wd = [], []
+        self._decay, self._wd, self._like = [], [], params[0]
         for p, d in zip(params, decay):
             size = math.prod(p.shape)
             n = size if d is True else 0 if d is False else int(d)
@@ -180,6 +290,9 @@ class Optimizer:
         hp = {"lr": self.lr, "weight_decay": self.weight_decay, "schedule": getattr(self.schedule, "name", "custom")}
         if self.form != "pytorch":  # named only when not the default: checkpoints written before forms stay equal
             hp["form"] = self.form
+        for key in ("warmup_steps", "warmup_epochs", "clip_norm"):  # likewise: named only when set
+            if getattr(self, key):
+                hp[key] = getattr(self, key)
         return hp
 
     def state(self) -> tuple[dict, dict[str, list]]:
@@ -205,6 +318,8 @@ class Optimizer:
         """
         if self.xp is None:
             self.attach(params)
+        if self.clip_norm is not None:
+            grads = self.clip(grads)
         self.update(params, grads)
         self._flush()
 
@@ -246,8 +361,13 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         schedule: Any = None,
         form: str = "pytorch",
+        *,
+        warmup_steps: int = 0,
+        warmup_epochs: int = 0,
+        clip_norm: float | None = None,
     ):
-        super().__init__(lr, weight_decay, schedule, form)
+        super().__init__(lr, weight_decay, schedule, form, warmup_steps=warmup_steps, warmup_epochs=warmup_epochs,
+                         clip_norm=clip_norm)
         self.momentum = check_positive(momentum, "momentum", allow_zero=True)
         if self.form == "sklearn":
             if self.momentum > 1:
@@ -270,12 +390,13 @@ class SGD(Optimizer):
         self.velocity = self._zeros_like(params) if self.momentum else None
 
     def update(self, params: list, grads: list) -> None:
+        lr = self.current_lr if self._lrs is None else self._step_value("lr")  # a float, or a 0-d device view
         self.t += 1
         if self.form == "sklearn":
-            self._step_sklearn(params, grads)
+            self._step_sklearn(params, grads, lr)
             return
         # Array operations per array: 2 (plain), +2 with weight decay, +2 momentum, +2 Nesterov.
-        nx, lr, mu = self.nx, self.current_lr, self.momentum
+        nx, mu = self.nx, self.momentum
         for i, (p, g) in enumerate(zip(params, grads)):
             s, wd = self.scratch[i], self._wd[i]  # s None: allocate
             if self._decay[i] and self.weight_decay:
@@ -298,10 +419,10 @@ class SGD(Optimizer):
             s = nx.multiply(g, lr, out=s)
             p -= s
 
-    def _step_sklearn(self, params: list, grads: list) -> None:
+    def _step_sklearn(self, params: list, grads: list, lr) -> None:
         # Array operations per array: 2 (plain), +2 with weight decay, +1 momentum, +2 Nesterov.
         # (lr g is subtracted before mu v is added: scikit-learn's sum, rounded in another order)
-        nx, lr, mu = self.nx, self.current_lr, self.momentum
+        nx, mu = self.nx, self.momentum
         for i, (p, g) in enumerate(zip(params, grads)):
             s = self.scratch[i]  # None: allocate
             if self._decay[i] and self.weight_decay:
@@ -346,8 +467,13 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         schedule: Any = None,
         form: str = "pytorch",
+        *,
+        warmup_steps: int = 0,
+        warmup_epochs: int = 0,
+        clip_norm: float | None = None,
     ):
-        super().__init__(lr, weight_decay, schedule, form)
+        super().__init__(lr, weight_decay, schedule, form, warmup_steps=warmup_steps, warmup_epochs=warmup_epochs,
+                         clip_norm=clip_norm)
         try:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
@@ -375,13 +501,23 @@ class Adam(Optimizer):
         lr = self.current_lr
         self._shrink = [1.0 - lr * wd for wd in self._wd]  # once per epoch, not per step
 
+    def _per_step_vectors(self, lrs: list, t0: int) -> dict:
+        # per step: the step size with its bias corrections, and 1 - lr * weight decay
+        b1, b2 = self.betas
+        sizes = [lr * math.sqrt(1.0 - b2 ** (t0 + k + 1)) / (1.0 - b1 ** (t0 + k + 1)) for k, lr in enumerate(lrs)]
+        return {"step": self._upload(sizes), "shrink": self._upload([1.0 - lr * self.weight_decay for lr in lrs])}
+
     def update(self, params: list, grads: list) -> None:
         # Array operations per array: 12, +1 with weight decay.
         nx = self.nx
         (b1, b2), lr, eps = self.betas, self.current_lr, self.eps
+        per_step = self._lrs is not None
+        if per_step:  # 0-d device views of this step's values (start_epoch uploaded them)
+            step_size, shrink = self._step_value("step"), self._step_value("shrink")
         self.t += 1
         root = math.sqrt(1.0 - b2**self.t)  # sqrt of the second moment's bias correction
-        step_size = lr * root / (1.0 - b1**self.t)
+        if not per_step:
+            step_size = lr * root / (1.0 - b1**self.t)
         eps = eps if self.form == "sklearn" else eps * root
         for i, (p, g) in enumerate(zip(params, grads)):
             m, v, s = self.m[i], self.v[i], self.scratch[i]
@@ -393,7 +529,11 @@ class Adam(Optimizer):
             s *= 1.0 - b2
             v += s
             if self._decay[i] and self.weight_decay:
-                p *= self._shrink[i]
+                if per_step:  # the decayed elements lead the array: a view of them, times a 0-d array
+                    w = p if self._decay[i] == math.prod(p.shape) else self.xp.reshape(p, (-1,))[: self._decay[i]]
+                    w *= shrink
+                else:
+                    p *= self._shrink[i]
             s = nx.sqrt(v, out=s)
             s += eps
             s = nx.divide(m, s, out=s)  # m / (sqrt(v) + eps sqrt(1 - b2^t)), sklearn: m / (sqrt(v) + eps)

@@ -106,6 +106,67 @@ class EarlyStopping(Callback):
         self.best_params = [model.backend.asarray(a) for a in arrays] or None
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for more than
+    ``patience`` epochs: PyTorch's ``ReduceLROnPlateau`` (relative ``threshold``, ``cooldown``,
+    ``min_lr``, ``eps``; mode ``min``, or ``max`` for ``val_accuracy``).
+
+    It scales the optimizer's base rate (``optimizer.lr_scale``), under its schedule, from the
+    next epoch on; its counters and the scale are kept in checkpoints.
+    """
+
+    def __init__(self, optimizer: Optimizer, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected the xpnet.SGD or xpnet.Adam fit uses")
+        if monitor not in ("val_loss", "val_accuracy", "train_loss"):
+            raise ValueError(f"monitor={monitor!r} is not known: expected 'val_loss', 'val_accuracy' or 'train_loss'")
+        self.optimizer, self.monitor = optimizer, monitor
+        self.factor = check_positive(factor, "factor")
+        if self.factor >= 1:
+            raise ValueError(f"factor={factor!r} is out of range: expected 0 < factor < 1")
+        self.patience = check_positive(patience, "patience", integer=True, allow_zero=True)
+        self.threshold = check_positive(threshold, "threshold", allow_zero=True)
+        self.cooldown = check_positive(cooldown, "cooldown", integer=True, allow_zero=True)
+        self.min_lr = check_positive(min_lr, "min_lr", allow_zero=True)
+        self.eps = check_positive(eps, "eps", allow_zero=True)
+        self.best: float | None = None
+        self.bad_epochs = self.cooldown_left = 0
+
+    def on_train_begin(self, model, history):
+        self.best, self.bad_epochs, self.cooldown_left = None, 0, 0
+        self.optimizer.lr_scale = 1.0
+
+    def on_epoch_end(self, model, history):
+        values = getattr(history, self.monitor)
+        if not values:
+            raise ValueError(f"ReduceLROnPlateau(monitor={self.monitor!r}) needs validation_data in fit()")
+        value, sign = values[-1], (-1.0 if self.monitor == "val_accuracy" else 1.0)  # min mode after the sign
+        if self.best is None or sign * value < sign * self.best * (1.0 - sign * self.threshold):
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0
+        if self.bad_epochs > self.patience:
+            opt = self.optimizer
+            old = opt.lr * opt.lr_scale
+            new = max(old * self.factor, self.min_lr)
+            if old - new > self.eps:
+                opt.lr_scale = new / opt.lr
+            self.cooldown_left, self.bad_epochs = self.cooldown, 0
+        return False
+
+    def state(self) -> tuple[dict, list]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left,
+                "lr_scale": self.optimizer.lr_scale}, []
+
+    def load_state(self, meta: dict, arrays: list, model: MLP) -> None:
+        self.best, self.bad_epochs, self.cooldown_left = meta["best"], meta["bad_epochs"], meta["cooldown_left"]
+        self.optimizer.lr_scale = float(meta["lr_scale"])
+
+
 def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_size: int | None = None,
                onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS):
     """One training step on a batch already on the device: forward, backward, update.
@@ -196,6 +257,7 @@ def fit(
     config: dict | None = None,
     allow_changes: bool = False,
     comm: Any = None,
+    clip_norm: float | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -239,6 +301,8 @@ def fit(
             rank ends with the same weights, losses and accuracies (not timings). Only rank 0
             prints and writes the checkpoint. An error on one rank during training ends the
             job (``MPI_Abort``).
+        clip_norm: scale each step's gradient to at most this global L2 norm, on the device
+            (sets ``optimizer.clip_norm``; see :meth:`~xpnet.optim.Optimizer.clip`).
 
     Returns:
         The :class:`History` of the run (including the epochs before a resume).
@@ -265,6 +329,8 @@ def fit(
         optimizer = SGD(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
+        if clip_norm is not None:
+            optimizer.clip_norm = check_positive(clip_norm, "clip_norm")
         if checkpoint is not None:
             check_writable(checkpoint, "checkpoint")
         # one live run per checkpoint file: the writer (rank 0) locks it before any work, until
@@ -339,7 +405,8 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
         agreed = stop if hook is None else hook
         sizes = [stop_row - start for start, stop_row in spans] if hook is not None else None
         for epoch in range(pos.epoch, epochs):
-            optimizer.start_epoch(epoch, epochs)
+            # per-step rates (a warm-up, onecycle): uploaded once per epoch, from the step it resumes at
+            optimizer.start_epoch(epoch, epochs, len(spans), pos.step if epoch == pos.epoch else 0)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, epochs, len(spans))
             t0 = time.perf_counter()

@@ -49,7 +49,10 @@ class TrainConfig:
     lr: float | None = None  # None: 1e-3 for adam, 0.1 for the SGD family (0.01 with an identity output)
     momentum: float = 0.9  # for momentum and nesterov
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # constant | step | cosine
+    schedule: str = "cosine"  # constant | step | cosine | onecycle (per step)
+    warmup: int = 0  # steps of linear warm-up, from lr / warmup up to the schedule's rate
+    clip_norm: float | None = None  # scale each step's gradient to at most this global L2 norm (on the device)
+    reduce_on_plateau: int | None = None  # patience: lr x 0.1 when validation loss stalls (PyTorch's ReduceLROnPlateau)
     batch_size: int | None = 64  # None: full batch
     epochs: int = 30
     val_fraction: float = 0.0  # share of the training set held out for per-epoch validation
@@ -240,8 +243,16 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
     p.add_argument("--momentum", type=_number(float, 0, 1, low_open=False),
                    help=f"for --optimizer momentum|nesterov (default: {d.momentum})")
     p.add_argument("--weight-decay", type=_number(float, 0, low_open=False), help=f"(default: {d.weight_decay})")
-    p.add_argument("--schedule", choices=["constant", "step", "cosine"],
-                   help=f"learning rate over epochs (default: {d.schedule})")
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"],
+                   help=f"learning rate over epochs; onecycle: per step, PyTorch's OneCycleLR (default: {d.schedule})")
+    p.add_argument("--warmup", type=_number(int, 0, low_open=False), metavar="STEPS",
+                   help="raise the learning rate linearly over the first STEPS steps, from lr/STEPS to the "
+                        f"schedule's (default: {d.warmup})")
+    p.add_argument("--clip-norm", type=_number(float, 0), metavar="C",
+                   help="scale each step's gradient to a global L2 norm of at most C (default: no clipping)")
+    p.add_argument("--reduce-on-plateau", type=_number(int, 0), nargs="?", const=10, metavar="PATIENCE",
+                   help="multiply the learning rate by 0.1 when validation loss has not improved for more than "
+                        "PATIENCE epochs (10 if not given; holds out --val-fraction, 0.1 if unset)")
     p.add_argument("--batch-size", type=_batch_size, help=f"samples per step, or 'full' (default: {d.batch_size})")
     p.add_argument("--epochs", type=_number(int, 0), help=f"(default: {d.epochs})")
     p.add_argument("--val-fraction", type=_number(float, 0, 1, low_open=False),

@@ -30,12 +30,13 @@ def _make_optimizer(cfg: TrainConfig):
     from ..optim import SGD, Adam
 
     if cfg.optimizer == "adam":
-        return Adam(lr=cfg.lr or 1e-3, weight_decay=cfg.weight_decay, schedule=cfg.schedule)
+        return Adam(lr=cfg.lr or 1e-3, weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_steps=cfg.warmup,
+                    clip_norm=cfg.clip_norm)
     momentum = cfg.momentum if cfg.optimizer in ("momentum", "nesterov") else 0.0
     # An identity output's squared error has an unbounded gradient, unlike cross-entropy's: at 0.1
     # with momentum 0.9 a regression on standardized targets overshoots and its ReLUs die.
     return SGD(lr=cfg.lr or (0.01 if cfg.output == "identity" else 0.1), momentum=momentum, nesterov=cfg.optimizer == "nesterov",
-               weight_decay=cfg.weight_decay, schedule=cfg.schedule)
+               weight_decay=cfg.weight_decay, schedule=cfg.schedule, warmup_steps=cfg.warmup, clip_norm=cfg.clip_norm)
 
 
 def _given(args: argparse.Namespace) -> set[str]:
@@ -130,7 +131,7 @@ def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> 
 
 def _val_fraction(cfg: TrainConfig) -> float:
     """The share of the training rows held out for validation (0.1 for --early-stopping when unset)."""
-    return cfg.val_fraction or (0.1 if cfg.early_stopping else 0.0)
+    return cfg.val_fraction or (0.1 if cfg.early_stopping or cfg.reduce_on_plateau else 0.0)
 
 
 def _split_validation(X, y, fraction: float, seed: int):
@@ -151,7 +152,7 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
     ranks of ``comm`` if given; returns (model, history, seconds). ``classes`` and ``record`` go
     into the model file."""
     from ..model import MLP
-    from ..train import EarlyStopping, fit
+    from ..train import EarlyStopping, ReduceLROnPlateau, fit
 
     X, y, val = rows
     if start is not None:
@@ -178,6 +179,9 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
                              "none: give a --test-fraction above 0")
         val = (data.X_test, data.y_test)  # network.py reports on the test data every epoch
     callbacks = [EarlyStopping(cfg.early_stopping)] if cfg.early_stopping else []
+    optimizer = _make_optimizer(cfg)
+    if cfg.reduce_on_plateau:
+        callbacks.append(ReduceLROnPlateau(optimizer, patience=cfg.reduce_on_plateau))
     if cfg.log and (comm is None or comm.rank == 0):  # rank 0 writes the files
         from ..logs import CSVLogger
 
@@ -188,7 +192,7 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
     t0 = time.perf_counter()
     with as_flags(("resume", "--resume", cfg.resume), ("path", "--resume", cfg.resume),
                    ("checkpoint", "--checkpoint", cfg.checkpoint), ("path", "--checkpoint", cfg.checkpoint)):
-        history = fit(model, X, y, _make_optimizer(cfg), epochs=cfg.epochs, batch_size=cfg.batch_size,
+        history = fit(model, X, y, optimizer, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
                       checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
                       allow_changes=cfg.allow_changes, comm=comm,
@@ -282,6 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "stopped_early": history.stopped_early,
         "best_epoch": history.best_epoch,  # the epoch whose weights were kept (early stopping), else null
         "train_loss": history.train_loss[-1],
+        "final_lr": history.lr[-1],  # the last step's learning rate (after the schedule, warm-up, plateaus)
         "train_accuracy": history.train_accuracy[-1] if history.train_accuracy else None,
         "test_loss": test["loss"],
         "test_accuracy": test.get("accuracy"),  # multi-label: the subset accuracy (rows with every label right)
