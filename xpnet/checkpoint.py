@@ -55,7 +55,7 @@ class Position:
 
 
 # run settings that must match for a resume to continue the same run
-RESUME_KEYS = ("m", "n_in", "targets", "batch_size", "seed", "shuffle", "optimizer")
+RESUME_KEYS = ("m", "n_in", "targets", "batch_size", "seed", "shuffle", "optimizer", "row_weights")  # weights: a digest
 
 
 def save_checkpoint(path, model, optimizer, history, position: dict, callbacks, run: dict) -> None:

@@ -10,7 +10,7 @@ class History:
     """Per-epoch results of :func:`fit`; each list has one entry per epoch run."""
 
     epoch: list[int] = field(default_factory=list)  # 1-based
-    train_loss: list[float] = field(default_factory=list)  # mean over the epoch's samples
+    train_loss: list[float] = field(default_factory=list)  # mean over the epoch's samples (weighted: see weighted)
     train_accuracy: list[float] = field(default_factory=list)  # during the epoch; empty for regression
     val_loss: list[float] = field(default_factory=list)  # empty without validation data
     val_accuracy: list[float] = field(default_factory=list)
@@ -18,6 +18,7 @@ class History:
     seconds: list[float] = field(default_factory=list)  # wall time of the epoch's steps
     samples_per_second: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    weighted: bool = False  # train_loss is the row-weighted loss (fit's sample_weight, class_weight)
     best_epoch: int | None = None  # set by EarlyStopping
     # settings changed on a resume with allow_changes: {"epoch", "step", "changed": {name: [old, new]}}
     changes: list[dict] = field(default_factory=list)

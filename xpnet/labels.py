@@ -159,3 +159,50 @@ def decode_labels(classes: np.ndarray | None, idx, backend: Backend, cache: dict
         if cache is not None:
             cache["classes"] = table
     return backend.xp.take(table, idx)
+
+
+def class_weights(class_weight: Any, classes: np.ndarray | None, idx: np.ndarray, k: int) -> np.ndarray:
+    """Each output index's weight ``(k,)`` float64 for ``class_weight``, given the rows' output
+    indices ``idx`` ``(m,)`` (host int64) and the model's ``classes`` (``None``: ``0..k-1``).
+
+    ``"balanced"`` is scikit-learn's ``m / (n_classes * count)`` over the classes present in
+    ``idx`` (an absent class keeps 1: no row carries it); a dict maps class labels, as in
+    ``classes``, to weights (finite, >= 0; classes left out keep 1). A label that is not a
+    class, or a bad weight, is a ValueError naming it.
+    """
+    known = np.arange(k, dtype=np.int64) if classes is None else classes
+    w = np.ones(k, np.float64)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        counts = np.bincount(idx, minlength=k)
+        present = counts > 0
+        w[present] = len(idx) / (np.count_nonzero(present) * counts[present])
+        return w
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight={class_weight!r} is not a class weighting: expected None, 'balanced' or a "
+                         "dict {label: weight}")
+    keys = list(class_weight)
+    pos = [_class_index(known, key) for key in keys]
+    unknown = [key for key, p in zip(keys, pos) if p is None]
+    if unknown:
+        raise ValueError(f"class_weight has label(s) {preview(unknown)} that are not among the model's classes "
+                         f"{preview(known)}")
+    for key, p in zip(keys, pos):
+        value = class_weight[key]
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not ok or not np.isfinite(value) or value < 0:
+            raise ValueError(f"class_weight[{key!r}]={value!r} is not a weight: expected a finite number >= 0")
+        w[p] = float(value)
+    return w
+
+
+def _class_index(classes: np.ndarray, label: Any) -> int | None:
+    """The position of ``label`` in ``classes``, or ``None``: integers match integer classes, text text."""
+    if isinstance(label, (bool, np.bool_)):
+        return None
+    if classes.dtype.kind == "U":
+        hits = np.flatnonzero(classes == label) if isinstance(label, (str, np.str_)) else []
+    elif isinstance(label, (int, np.integer)) or (isinstance(label, (float, np.floating)) and float(label).is_integer()):
+        hits = np.flatnonzero(classes == int(label))
+    else:
+        hits = []
+    return int(hits[0]) if len(hits) else None

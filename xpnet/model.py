@@ -58,6 +58,21 @@ def on_device(method):
     return wrapped
 
 
+class _PerRow:
+    """The namespace ``nx`` with its whole-array ``sum`` taken over the last axis instead: a loss's
+    value, a sum over the rows and outputs of ``(m, k)`` terms (:mod:`xpnet.losses`), then comes back
+    per row, ``(m,)``, for the row-weighted loss without a second table of losses."""
+
+    def __init__(self, nx):
+        self._nx = nx
+
+    def __getattr__(self, name: str):
+        return getattr(self._nx, name)
+
+    def sum(self, x, axis=None, **kwargs):
+        return self._nx.sum(x, axis=-1 if axis is None else axis, **kwargs)
+
+
 def _checked_backend(backend: Backend) -> Backend:
     """``backend``, if its arrays can be updated in place (every update in xpnet is)."""
     if not backend.mutable:
@@ -474,9 +489,13 @@ class MLP:
     def _output(self, Z):
         return ACTIVATIONS[self.output].forward(self.backend.nx, Z)
 
+    def _row_losses(self, Z, Y):
+        """Each row's loss ``(m,)`` from the logits ``Z`` and targets ``Y`` ``(m, k)``."""
+        return LOSSES[self.loss].value(_PerRow(self.backend.nx), Z, self._output(Z), Y, self.loss_settings)
+
     @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
-                 row_weights=None, buf: Buffers = NO_BUFFERS) -> Gradient:
+                 row_weights=None, weighted_loss: bool = False, buf: Buffers = NO_BUFFERS) -> Gradient:
         """Forward and backward pass over one batch already on the device.
 
         Args:
@@ -490,8 +509,11 @@ class MLP:
             onehot: ``Y`` is one-hot (class labels), or a multi-label model's 0/1 rows: the
                 correct predictions are then counted from ``Y`` itself, without labels.
             row_weights: ``(m,)`` device weights in the model dtype: row ``i``'s term of the
-                gradient is multiplied by ``row_weights[i]`` (scikit-learn's ``sample_weight``).
-                The returned loss stays the unweighted sum.
+                gradient is multiplied by ``row_weights[i]`` (scikit-learn's ``sample_weight``); it
+                is still divided by ``batch_size`` (the rows, not the weights' sum). The returned
+                loss stays the unweighted sum, unless ``weighted_loss``.
+            weighted_loss: with ``row_weights``, return the weighted sum ``sum_i w_i loss_i``
+                instead (:func:`xpnet.fit`'s; one more evaluation of the output and the loss).
             buf: reused arrays (NumPy); the gradient is then a buffer of ``buf``,
                 valid until the next call.
 
@@ -513,6 +535,8 @@ class MLP:
             dZ *= scale  # dZ is a fresh array here
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
+            if weighted_loss:  # the weighted sum over the rows
+                value = nx.vecdot(self._row_losses(Z, Y), row_weights)
         correct = None
         if onehot and self.multilabel:  # subset accuracy: every unit on the right side of 0.5 (z >= 0)
             correct = nx.sum(nx.astype(nx.all((Z >= 0.0) == (Y >= 0.5), axis=1), Z.dtype))
@@ -635,7 +659,8 @@ class MLP:
     def evaluate(self, X, y) -> dict:
         """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(X, y)``; for a multi-label
         model the accuracy is the subset accuracy (rows with every label right) and
-        ``hamming_loss`` the share of labels wrong.
+        ``hamming_loss`` the share of labels wrong. A classifier of one class per row adds
+        ``balanced_accuracy``: the mean over the classes present in ``y`` of each one's recall.
 
         ``accuracy`` is left out for regression (identity output with real targets); a
         regressor's loss is on its scaled targets when it has a ``target_scaler`` (the loss it
@@ -649,13 +674,20 @@ class MLP:
         """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it."""
         xp, m = self.xp, Xd.shape[0]
         loss = LOSSES[self.loss].value
-        total, correct, wrong = 0.0, 0, 0
+        total, correct, wrong, hits, counts = 0.0, 0, 0, 0, 0
+        per_class = labels is not None and not self.multilabel  # for the balanced accuracy
+        ks = self.backend.asarray(np.arange(self.n_label_values, dtype=np.int64)) if per_class else None  # (k,)
         for s, e in batch_spans(m, EVAL_BATCH):
             Z = self._forward(Xd[s:e, :])[1]
             A = self._output(Z)
             total = total + loss(xp, Z, A, Y[s:e, :], self.loss_settings)  # summed over the rows
             if labels is not None:
                 correct = correct + self._correct(A, labels[s:e, ...])
+                if per_class:  # (k,) rows of each class, and those predicted right
+                    truth = xp.reshape(labels[s:e, ...], (-1, 1)) == xp.reshape(ks, (1, -1))  # (m, k)
+                    right = xp.reshape(self._labels_of(A) == labels[s:e, ...], (-1, 1))  # (m, 1)
+                    counts = counts + xp.sum(xp.astype(truth, xp.int64), axis=0)
+                    hits = hits + xp.sum(xp.astype(truth & right, xp.int64), axis=0)
                 if self.multilabel:  # labels that differ, over every row and unit
                     wrong = wrong + xp.sum(xp.astype((A >= 0.5) != (labels[s:e, ...] >= 0.5), xp.int64))
         out = {"loss": float(total) / m}
@@ -663,6 +695,10 @@ class MLP:
             out["accuracy"] = int(correct) / m
         if labels is not None and self.multilabel:
             out["hamming_loss"] = int(wrong) / (m * self.sizes[-1])
+        if per_class and m:  # the mean recall over the classes present in the truth (scikit-learn's)
+            counts, hits = to_numpy(counts), to_numpy(hits)
+            present = counts > 0
+            out["balanced_accuracy"] = float(np.mean(hits[present] / counts[present]))
         return out
 
     def to(self, device: Any = "cpu", backend: Any = None) -> MLP:

@@ -136,6 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                for c, p, r, f, n in zip(classes, prf["precision"], prf["recall"], prf["f1"],
                                                         prf["support"])]
         result.update({f"macro_{k}": v for k, v in macro.items()})
+        if "balanced_accuracy" in scores:  # the mean recall over the classes in the truth (scikit-learn's)
+            result["balanced_accuracy"] = scores["balanced_accuracy"]
         if cm is not None:
             result["per_class_accuracy"] = [value(a) for a in per_class]  # = recall; kept for older scripts
             result["confusion_matrix"] = cm.tolist()
@@ -165,6 +167,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     f"{k}: {'n/a' if a is None else f'{100 * a:.1f}%'}" for k, a in zip(names, result["per_class_accuracy"])))
                 print("per class (recall is the per-class accuracy; macro: the unweighted mean over the classes):")
                 print(format_class_report(names, prf, macro))
+                if "balanced_accuracy" in scores:
+                    print(f"balanced accuracy {100 * scores['balanced_accuracy']:.2f}% (the mean recall over the classes "
+                          "present in the labels)")
                 print(format_confusion(cm, names))
     if plot_dir is not None:
         paths = []

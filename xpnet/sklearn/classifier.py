@@ -6,6 +6,8 @@ import array_api_compat
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
@@ -13,7 +15,7 @@ from sklearn.utils.validation import column_or_1d
 from ..backend import to_numpy
 from ..model import MLP
 from .estimator import MLPEstimator
-from .inputs import on_device
+from .inputs import check_sample_weight, on_device
 
 
 class MLPClassifier(ClassifierMixin, MLPEstimator):
@@ -26,6 +28,12 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
         for any array-API namespace (such an estimator clones but does not pickle).
     dtype : ``'float32'`` (default) or ``'float64'``: the network's arithmetic.
     threads : BLAS threads during fit and predict (threadpoolctl); None leaves the BLAS alone.
+    class_weight : ``None`` (default: scikit-learn's MLPClassifier, step for step), ``'balanced'``
+        (``n_samples / (n_classes * np.bincount(y))``) or a dict ``{label: weight}`` (others 1), as
+        scikit-learn's other classifiers take it: each sample's weight is multiplied by its class's
+        (``compute_sample_weight``) and the fit is then a sample-weighted one (the loss a weighted
+        mean over each batch, as scikit-learn's MLP computes it with ``sample_weight``). Not for
+        multi-label targets; ``'balanced'`` not in ``partial_fit``.
 
     Targets: class labels of any type (integers, strings, ...) in ``classes_``, or a 2-D 0/1
     indicator matrix for multi-label classification (logistic outputs). Fitted attributes
@@ -33,14 +41,46 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
     the fitted :class:`xpnet.MLP`.
     """
 
+    _parameter_constraints: dict = {**MLPEstimator._parameter_constraints,
+                                    "class_weight": [StrOptions({"balanced"}), dict, None]}
     _loss_name = "log_loss"
     _numeric_y = False
     _is_classifier = True
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32", threads=None,
+                 class_weight=None):
+        shared = locals()  # the parameters of MLPEstimator, passed on as they are
+        super().__init__(**{name: shared[name] for name in MLPEstimator._parameter_constraints})
+        self.class_weight = class_weight
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
+
+    def _fit(self, X, y, sample_weight=None, incremental: bool = False):
+        """The estimator's fit with ``class_weight`` folded into ``sample_weight``."""
+        if self.class_weight is None:
+            return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+        if incremental and self.class_weight == "balanced":  # as scikit-learn's SGDClassifier says it
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit: the classes' shares are "
+                             "not known from one batch; pass class_weight as a dict instead")
+        labels = to_numpy(y) if on_device(y) else np.asarray(y)
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            raise ValueError(f"class_weight={self.class_weight!r} weights the samples of each class, and y holds "
+                             "multi-label indicator rows: use sample_weight")
+        labels = labels.ravel()
+        n = len(X) if not hasattr(X, "shape") else X.shape[0]
+        if len(labels) == n:  # otherwise the usual checks say what is wrong
+            weights = compute_sample_weight(self.class_weight, labels)
+            if sample_weight is not None:
+                weights = weights * check_sample_weight(sample_weight, n)
+            sample_weight = weights
+        return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
 
     # ----------------------------------------------------------- labels
     def _check_targets(self, y, incremental: bool):
