@@ -205,3 +205,71 @@ def test_log_is_in_the_help(capsys):
     assert run(["sweep", "--log", "x.csv"]) == 2  # one file per run: sweep trains many
     assert "unrecognized arguments: --log" in capsys.readouterr().err
     assert xpnet.CSVLogger is CSVLogger
+
+
+# ------------------------------------------------------------------ TensorBoard
+def _scalars(logdir):
+    """``{tag: [(step, value)]}`` of every event file in ``logdir`` (oldest first), and the steps of
+    restart marks: the TFRecord framing (length, its CRC, the Event, its CRC) read here by hand."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+    found, restarts = {}, []
+    for path in sorted(logdir.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (n,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + n])
+            at += 12 + n + 4
+            if event.session_log.status == SessionLog.START:
+                restarts.append(event.step)
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return found, restarts
+
+
+def test_tensorboard_scalars_are_the_history_and_a_resume_marks_its_restart(backend, tmp_path):
+    pytest.importorskip("tensorboardX")
+    from xpnet.logs import TensorBoardLogger
+
+    X, y = _moons()
+    tb, ck = tmp_path / "tb", tmp_path / "ck.npz"
+
+    def run_fit(callbacks, **kw):
+        model = xpnet.MLP([2, 8, 2], activation="tanh", backend=backend, seed=1)
+        return xpnet.fit(model, X, y, xpnet.Adam(1e-2), epochs=5, batch_size=32, verbose=False, validation_data=(X, y),
+                         checkpoint=str(ck), checkpoint_every=2, callbacks=callbacks, **kw)
+
+    with pytest.raises(RuntimeError, match="crash"):
+        run_fit([TensorBoardLogger(tb), FailAt(3)])  # epochs 1-3 written, the checkpoint holds 1-2
+    history = run_fit([TensorBoardLogger(tb)], resume=str(ck))
+    found, restarts = _scalars(tb)
+    assert len(list(tb.iterdir())) == 2 and restarts == [3]  # TensorBoard hides the stopped run's epoch 3
+    assert sorted(found) == sorted(EVERYTHING[1:])
+    for name, points in found.items():
+        kept = [p for p in points if p[0] < 3] + [p for p in points if p[0] >= 3][-3:]  # what TensorBoard shows
+        assert [s for s, _ in kept] == history.epoch
+        assert [v for _, v in kept] == pytest.approx(getattr(history, name), rel=1e-6)  # float32 in the file
+
+
+def test_tensorboard_without_tensorboardx_is_one_line(host_device, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "tensorboardX.event_file_writer", None)
+    monkeypatch.chdir(tmp_path)
+    assert run(["train", "--device", host_device, "--tensorboard", "tb"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["xpnet: error: TensorBoard logs need tensorboardX, which is not installed: "
+                                        "pip install 'xpnet[tensorboard]' (or pip install tensorboardX)"]
+
+
+def test_cli_tensorboard_dir(device, tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    (tmp_path / "file").write_text("x")
+    assert run(["train", "--device", device, "--tensorboard", str(tmp_path / "file")]) == 2
+    assert f"--tensorboard '{tmp_path / 'file'}' is a file: expected a directory" in capsys.readouterr().err
+    assert run(["train", "--device", device, "--dataset", "moons", "--epochs", "2", "--quiet",
+                "--tensorboard", str(tmp_path / "runs" / "a")]) == 0
+    found, restarts = _scalars(tmp_path / "runs" / "a")
+    assert sorted(found) == ["lr", "samples_per_second", "seconds", "train_accuracy", "train_loss"]
+    assert [s for s, _ in found["train_loss"]] == [1, 2] and restarts == []

@@ -50,7 +50,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "OutOfMemory": "faults", "TrainingDiverged": "faults", "TrainingInterrupted": "faults",
     "Callback": "train", "EarlyStopping": "train", "fit": "train", "train_step": "train",
     "ReduceLROnPlateau": "train",
-    "CSVLogger": "logs",
+    "CSVLogger": "logs", "TensorBoardLogger": "logs",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

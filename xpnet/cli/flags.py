@@ -64,6 +64,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     resume: str | None = None  # continue from this checkpoint
     log: str | None = None  # train: a CSV row per epoch, written as the run goes (xpnet.logs.CSVLogger)
+    tensorboard: str | None = None  # train: TensorBoard scalars per epoch in this directory (needs tensorboardX)
     allow_changes: bool = False  # let --resume apply other optimizer settings (recorded in the history)
     init_from: str | None = None  # start from this saved model's weights (fine-tuning)
     early_stopping: int | None = None  # patience in epochs, on validation loss (needs --val-fraction)
@@ -297,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write one CSV row per epoch (the epoch line's metrics, the learning rate, seconds) as the "
                         "run goes, so a killed run keeps its rows; replaces FILE.csv after the first epoch, and with "
                         "--resume rewrites it from the checkpoint's epochs on")
+    t.add_argument("--tensorboard", metavar="DIR",
+                   help="write the same values as TensorBoard scalars, an event file per run in DIR, as the run "
+                        "goes (needs the tensorboard extra: tensorboardX, without TensorFlow or PyTorch)")
     t.add_argument("--allow-changes", action="store_true",
                    help="with --resume: apply a changed --lr, --momentum, --schedule, --weight-decay or number "
                         "of --distributed ranks (refused "

@@ -186,6 +186,10 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
         from ..logs import CSVLogger
 
         callbacks.append(CSVLogger(cfg.log))
+    if cfg.tensorboard and (comm is None or comm.rank == 0):
+        from ..logs import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(cfg.tensorboard))
     progress = None if quiet else progress_display(cfg, len(data.X_test))
     if progress:
         callbacks.append(progress)
@@ -244,6 +248,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_writable(cfg.checkpoint, "--checkpoint")
     if cfg.log:
         check_writable(cfg.log, "--log")
+    if cfg.tensorboard:  # the extra installed and the directory writable, before any work
+        from ..logs import TensorBoardLogger
+
+        with as_flags(("logdir", "--tensorboard", cfg.tensorboard)):
+            TensorBoardLogger(cfg.tensorboard)
     if cfg.resume and not Path(cfg.resume).is_file():
         raise UsageError(f"--resume {cfg.resume!r} is not a file: expected a checkpoint written by --checkpoint")
     check_npz("--resume", cfg.resume, "an xpnet checkpoint")
