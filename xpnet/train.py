@@ -168,7 +168,7 @@ class ReduceLROnPlateau(Callback):
 
 
 def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_size: int | None = None,
-               onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS):
+               onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS, row_weights=None):
     """One training step on a batch already on the device: forward, backward, update.
 
     Args:
@@ -185,9 +185,11 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
             gradient (:attr:`MLP.flat`'s layout); it may change it in place or return a
             replacement (data-parallel training sums it across processes here).
         buf: reused arrays for NumPy (:class:`~xpnet.backend.Buffers`).
+        row_weights: ``(m,)`` device weights of the rows (model dtype), or ``None``: each row's
+            loss and gradient term times its weight, still divided by ``batch_size`` rows.
 
     Returns:
-        ``(loss, correct)``: the loss summed over the rows and the correct count, as
+        ``(loss, correct)``: the loss summed over the rows (weighted with ``row_weights``) and the correct count, as
         0-d device arrays (``correct`` is ``None`` unless asked for); nothing is read
         back to the host.
     """
@@ -195,7 +197,8 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         if optimizer.xp is None or optimizer.bound_to is not model.flat:
             optimizer.attach([model.flat], model.backend if buf.enabled else None, decay=[model.n_weights])
             optimizer.bound_to = model.flat
-        out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, buf=buf)
+        out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, row_weights=row_weights,
+                             weighted_loss=True, buf=buf)
         grad = out.grad
         if grad_hook is not None:
             replaced = grad_hook(grad)
@@ -206,13 +209,14 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
 
 def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
               callbacks=(), first: int = 0, stop: StopOnSignal | None = None, onehot: bool = False,
-              batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None):
+              batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None, weights=None):
     """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
     ``order`` (a device permutation, or ``None`` for slices).
 
     Data-parallel training passes this rank's share of each global batch as ``spans``, the
     global batches' sizes as ``batch_sizes`` (what each step's gradient is divided by) and
     the per-step sum across ranks as ``grad_hook``; ``stop`` is then the ranks' agreed flag.
+    ``weights``: ``(m,)`` device row weights, gathered with the rows (see :func:`train_step`).
 
     Returns ``(losses, corrects, steps)``: each step's loss summed over its rows and its
     correct count as 0-d device arrays (nothing is read back here; ``corrects`` is empty
@@ -223,11 +227,11 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
     losses, corrects = [], []
     count = labels is not None
     for batch in range(first, len(spans)):
-        Xb, Yb, Lb = gather_batch(model.backend, spans[batch], order, buf, X=Xd, Y=Yd,
-                                  L=labels if count and not onehot else None)
+        Xb, Yb, Lb, Wb = gather_batch(model.backend, spans[batch], order, buf, X=Xd, Y=Yd,
+                                      L=labels if count and not onehot else None, W=weights)
         size = None if batch_sizes is None else batch_sizes[batch]  # across ranks: the global batch's rows
         loss, correct = train_step(model, optimizer, Xb, Yb, Lb, batch_size=size, onehot=count and onehot,
-                                   grad_hook=grad_hook, buf=buf)
+                                   grad_hook=grad_hook, buf=buf, row_weights=Wb)
         losses.append(loss)
         if correct is not None:
             corrects.append(correct)
@@ -258,6 +262,8 @@ def fit(
     allow_changes: bool = False,
     comm: Any = None,
     clip_norm: float | None = None,
+    sample_weight: Any = None,
+    class_weight: Any = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -316,6 +322,15 @@ def fit(
             size and an estimate of the memory needed.
         xpnet.distributed.PeerFailed: with ``comm``, another rank failed before training
             started (every rank raises its own error or this one).
+        sample_weight: ``(m,)`` weights of the rows (finite, >= 0, not all 0), or ``None``.
+        class_weight: ``None``, ``"balanced"`` (scikit-learn's ``m / (n_classes * count)``) or a
+            dict ``{class label: weight}`` (labels as in ``model.classes``; others keep 1); for
+            one class per row. It multiplies ``sample_weight``. With either, each row's loss and
+            gradient term is times its weight and still divided by the batch's row count (not the
+            weights' sum: Keras's ``sum_over_batch_size``; a batch's weight sum varies with its
+            class mix, the row count does not, and data-parallel ranks need nothing more), so
+            ``history.train_loss`` is the weighted loss ``sum_i w_i loss_i / m``. Validation
+            losses stay unweighted. A resume must use the same weights (their digest is checked).
     """
     comm = as_communicator(comm)
     # across ranks, an error before training starts is raised by every rank; one during it ends the job
@@ -342,7 +357,7 @@ def fit(
             with lock or contextlib.nullcontext(), model.backend.activate():
                 return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
                             callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes,
-                            comm, lock)
+                            comm, lock, sample_weight, class_weight)
         except Exception as exc:
             if not is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
                 raise
@@ -355,7 +370,8 @@ def fit(
 
 
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
-         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm, lock) -> History:
+         reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm, lock,
+         sample_weight=None, class_weight=None) -> History:
     """The body of :func:`fit`, after its arguments are checked."""
     from .validate import as_array
 
@@ -363,6 +379,8 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     model.prepare(X, y)  # the input scaler and the class list, if still to be learned from the data
     Xd, Yd, labels = model.device_data(X, y)  # (m, n_in), (m, k), (m,) or None: on the device from here on
     m = Xd.shape[0]
+    weights = _row_weights(model, labels, m, sample_weight, class_weight)  # (m,) float64 on the host, or None
+    Wd = None if weights is None else backend.asarray(weights.astype(model.dtype))  # on the device once
     # class labels became one-hot targets: the correct count can come from them, no labels gathered
     # (a multi-label model's targets are its labels: counted from them the same way)
     onehot = labels is not None and Yd.shape[1] > 1 and (as_array(y, "y").ndim == 1 or bool(model.multilabel))
@@ -381,13 +399,15 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     mine = comm.share(spans)  # this rank's contiguous rows of each (all of them in one process)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
     history, pos = History(), Position()
+    history.weighted = weights is not None
     for cb in callbacks:
         cb.on_train_begin(model, history)
     run_info = {"m": m, "n_in": Xd.shape[1], "targets": list(Yd.shape), "batch_size": batch_size, "seed": seed,
                 "shuffle": shuffle, "optimizer": type(optimizer).__name__, "epochs": epochs,
-                "world_size": comm.size, **(config or {})}
+                "world_size": comm.size, "row_weights": _digest(weights), **(config or {})}
     if resume is not None:
         history, pos = load_checkpoint(resume, model, optimizer, callbacks, run_info, allow_changes)
+        history.weighted = weights is not None  # the same weights as the checkpoint's (checked)
 
     def save(position: Position) -> None:
         if comm.rank == 0:
@@ -415,7 +435,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             first = pos.step if epoch == pos.epoch else 0
             losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
                                                first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
-                                               grad_hook=hook)
+                                               grad_hook=hook, weights=Wd)
             # the epoch's reads from the device: its losses and correct count (and a sync)
             step_losses = to_numpy(xp.stack(losses)) if losses else np.zeros(0, model.dtype)
             correct = int(round(float(xp.sum(xp.stack(corrects))))) if corrects else 0
@@ -470,12 +490,46 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     return history
 
 
+def _row_weights(model: MLP, labels, m: int, sample_weight, class_weight) -> np.ndarray | None:
+    """fit's ``sample_weight`` times its ``class_weight`` for each row ``(m,)`` float64, or ``None``."""
+    from .labels import class_weights
+    from .validate import as_array
+
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(to_numpy(as_array(sample_weight, "sample_weight")))
+        if w.shape != (m,) or w.dtype.kind not in "iuf":
+            raise ValueError(f"sample_weight has shape {w.shape} and dtype {w.dtype}: expected ({m},) numbers, one per row")
+        w = w.astype(np.float64)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("sample_weight holds negative, NaN or infinite values: expected finite weights >= 0")
+    if class_weight is not None:
+        if labels is None or model.multilabel:
+            what = "a multi-label model" if model.multilabel else "targets that are not class labels"
+            raise ValueError(f"class_weight={class_weight!r} weights classes, one per row, but this fit has {what}: "
+                             "use sample_weight")
+        idx = to_numpy(labels)  # (m,) output indices: one read, before training
+        by_row = class_weights(class_weight, model.classes, idx, model.n_label_values)[idx]
+        w = by_row if w is None else w * by_row
+    if w is not None and not np.any(w > 0):
+        raise ValueError("the row weights (sample_weight times class_weight) are all 0: nothing to learn from")
+    return w
+
+
+def _digest(weights: np.ndarray | None) -> str | None:
+    """A short SHA-256 of the row weights (float64 bytes), kept in checkpoints so a resume uses the same."""
+    import hashlib
+
+    return None if weights is None else hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()[:16]
+
+
 def format_epoch(history: History, epochs: int) -> str:
     """One line for the last epoch: training loss, training accuracy (``train_acc``: on the
     batches as they were trained, during the epoch), validation scores, speed."""
     last = history.last()
     width = len(str(epochs))
-    parts = [f"epoch {last['epoch']:>{width}}/{epochs}", f"loss {last['train_loss']:.4f}"]
+    loss = "weighted loss" if history.weighted else "loss"  # fit's sample_weight or class_weight
+    parts = [f"epoch {last['epoch']:>{width}}/{epochs}", f"{loss} {last['train_loss']:.4f}"]
     if "train_accuracy" in last:
         parts.append(f"train_acc {100 * last['train_accuracy']:.2f}%")
     if "val_loss" in last:

@@ -54,6 +54,7 @@ class TrainConfig:
     clip_norm: float | None = None  # scale each step's gradient to at most this global L2 norm (on the device)
     reduce_on_plateau: int | None = None  # patience: lr x 0.1 when validation loss stalls (PyTorch's ReduceLROnPlateau)
     batch_size: int | None = 64  # None: full batch
+    class_weight: str | None = None  # balanced | LABEL=W,...: each row's loss times its class's weight
     epochs: int = 30
     val_fraction: float = 0.0  # share of the training set held out for per-epoch validation
     test_fraction: float = 0.2  # held-out share for generated data and --data files
@@ -172,6 +173,23 @@ def _delimiter(text: str) -> str:
     return text
 
 
+def _class_weight(text: str) -> str:
+    """--class-weight: ``balanced``, or ``LABEL=W,...`` with weights >= 0 (kept as text: the labels
+    are matched against the data's own once it is read)."""
+    if text == "balanced":
+        return text
+    seen = set()
+    for item in text.split(","):
+        label, eq, weight = item.partition("=")
+        if not eq or not label.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected balanced or LABEL=WEIGHT,... (e.g. 0=1,1=10)")
+        if label.strip() in seen:
+            raise argparse.ArgumentTypeError(f"{text!r} gives class {label.strip()!r} twice")
+        seen.add(label.strip())
+        _number(float, 0, low_open=False)(weight.strip())
+    return text
+
+
 def _batch_size(text: str) -> int | None:
     return None if text == "full" else _number(int, 0)(text)
 
@@ -255,6 +273,10 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
                    help="multiply the learning rate by 0.1 when validation loss has not improved for more than "
                         "PATIENCE epochs (10 if not given; holds out --val-fraction, 0.1 if unset)")
     p.add_argument("--batch-size", type=_batch_size, help=f"samples per step, or 'full' (default: {d.batch_size})")
+    p.add_argument("--class-weight", type=_class_weight, metavar="balanced|LABEL=W,...",
+                   help="weight each row's loss by its class: balanced (rows / (classes * the class's rows), "
+                        "scikit-learn's) or LABEL=W pairs (labels as the data writes them; others 1); the train "
+                        "loss shown is then the weighted one (default: none)")
     p.add_argument("--epochs", type=_number(int, 0), help=f"(default: {d.epochs})")
     p.add_argument("--val-fraction", type=_number(float, 0, 1, low_open=False),
                    help=f"share of the training set held out for per-epoch validation (default: {d.val_fraction})")

@@ -145,6 +145,42 @@ def _split_validation(X, y, fraction: float, seed: int):
     return d.X_train, d.y_train, (d.X_test, d.y_test)
 
 
+def _class_weight(cfg: TrainConfig, model, quiet: bool):
+    """--class-weight as fit's ``class_weight``: ``"balanced"``, or ``{label: weight}`` with each label
+    matched as the data writes its labels (text, or integers); labels that are no class are refused."""
+    import numpy as np
+
+    from ..labels import preview
+
+    if cfg.class_weight is None:
+        return None
+    if not model.takes_labels or model.multilabel:
+        raise UsageError(f"--class-weight {cfg.class_weight} weights the rows of each class, and this run's labels are "
+                         f"{'multi-label rows' if model.multilabel else 'numbers to predict'}: it is for one class per row")
+    if cfg.class_weight == "balanced":
+        return _weights_note(cfg, quiet, "balanced")
+    known = model.classes if model.classes is not None else np.arange(model.n_label_values)
+    out, unknown = {}, []
+    for item in cfg.class_weight.split(","):
+        label, _, weight = (s.strip() for s in item.partition("="))
+        key = label if known.dtype.kind == "U" else int(label) if label.lstrip("+-").isdigit() else None
+        if key is None or key not in known.tolist():
+            unknown.append(label)
+        out[key] = float(weight)
+    if unknown:
+        raise UsageError(f"--class-weight {cfg.class_weight}: {', '.join(map(repr, unknown))} "
+                         f"{'is' if len(unknown) == 1 else 'are'} not among the classes {preview(known)}")
+    return _weights_note(cfg, quiet, out)
+
+
+def _weights_note(cfg: TrainConfig, quiet: bool, class_weight):
+    """Say (stderr) that the rows are weighted and which loss is shown; returns ``class_weight``."""
+    if not (quiet or cfg.quiet or cfg.json):
+        print(f"xpnet: note: --class-weight {cfg.class_weight}: each row's loss is weighted by its class, and the train "
+              "loss shown is the weighted one (validation and test losses are not weighted)", file=sys.stderr)
+    return class_weight
+
+
 def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict | None = None, quiet: bool = False,
                start=None, comm=None):
     """Build (or take ``start``, a loaded model to fine-tune) and fit one model on ``rows`` (the
@@ -199,7 +235,7 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
         history = fit(model, X, y, optimizer, epochs=cfg.epochs, batch_size=cfg.batch_size,
                       validation_data=val, seed=cfg.seed, verbose=False, callbacks=callbacks,
                       checkpoint=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every, resume=cfg.resume,
-                      allow_changes=cfg.allow_changes, comm=comm,
+                      allow_changes=cfg.allow_changes, comm=comm, class_weight=_class_weight(cfg, model, quiet),
                       config={"flags": {k: v for k, v in dataclasses.asdict(cfg).items()
                                         if k not in ("resume", "allow_changes", "threads")}})
     return model, history, time.perf_counter() - t0
@@ -294,11 +330,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "epochs": len(history.epoch),
         "stopped_early": history.stopped_early,
         "best_epoch": history.best_epoch,  # the epoch whose weights were kept (early stopping), else null
-        "train_loss": history.train_loss[-1],
+        "train_loss": history.train_loss[-1],  # weighted with --class-weight (train_loss_weighted)
+        **({"class_weight": cfg.class_weight, "train_loss_weighted": True} if cfg.class_weight else {}),
         "final_lr": history.lr[-1],  # the last step's learning rate (after the schedule, warm-up, plateaus)
         "train_accuracy": history.train_accuracy[-1] if history.train_accuracy else None,
         "test_loss": test["loss"],
         "test_accuracy": test.get("accuracy"),  # multi-label: the subset accuracy (rows with every label right)
+        **({"test_balanced_accuracy": test["balanced_accuracy"]} if "balanced_accuracy" in test else {}),
         **({"test_hamming_loss": test["hamming_loss"]} if "hamming_loss" in test else {}),
         **({f"test_{k}": v for k, v in regression.items()} if regression is not None else {}),
         "seconds": seconds,
@@ -322,6 +360,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif "hamming_loss" in test:
             print(f"test accuracy {100 * test['accuracy']:.2f}% (rows with every label right)  Hamming loss "
                   f"{test['hamming_loss']:.4f}  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
+        elif cfg.class_weight:  # the score the weights are for, too
+            print(f"test accuracy {100 * test['accuracy']:.2f}%  balanced accuracy {100 * test['balanced_accuracy']:.2f}%  "
+                  f"test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         else:
             print(f"test accuracy {100 * test['accuracy']:.2f}%  test loss {test['loss']:.4f}  ({seconds:.1f}s)")
         if cfg.save:
