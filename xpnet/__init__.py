@@ -27,8 +27,8 @@ over the flat buffer (PyTorch's and scikit-learn's forms as options); ``batches`
 and gathers the rows of each step; ``train`` is ``fit`` and ``train_step``, with
 ``faults`` for interruptions, divergence and memory; ``io`` and ``checkpoint`` write and
 read model files and checkpoints (npz + JSON, no pickle); ``distributed`` is MPI,
-``sklearn/`` scikit-learn's estimator contract, ``metrics``, ``plot``, ``bench`` and
-``opcount`` report.
+``sklearn/`` scikit-learn's estimator contract, ``metrics``, ``plot``, ``logs`` (a CSV
+row and TensorBoard scalars per epoch, on disk as it ends), ``bench`` and ``opcount`` report.
 """
 
 from __future__ import annotations
