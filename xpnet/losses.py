@@ -1,7 +1,8 @@
-"""Losses: a table of name -> (value, delta), each summed over the m samples.
+"""Losses: a table of name -> (terms, delta), each summed over the m samples.
 
-``value(xp, Z, A, Y, s)`` is the loss summed over the rows (and over the ``k`` outputs), as a
-0-d device array; ``delta(xp, Z, A, Y, output, s)`` is its gradient with respect to the last
+``terms(xp, Z, A, Y, s)`` are the loss's ``(m, k)`` terms, one per row and output; ``value`` is
+their sum over the rows and outputs (a 0-d device array) and ``rows`` their sum over the
+outputs, each row's loss ``(m,)`` (for row weights); ``delta(xp, Z, A, Y, output, s)`` is its gradient with respect to the last
 layer's logits, shape ``(m, k)`` (a fresh array). ``s`` are the model's :class:`LossSettings`
 (Huber's delta, label smoothing); each loss names the settings it reads. Callers divide by the
 batch size: the mean for one process, the global batch for data-parallel training. ``Z`` are the logits,
@@ -32,10 +33,18 @@ DEFAULT_SETTINGS = LossSettings()
 
 
 class Loss(NamedTuple):
-    value: Callable  # (xp, Z, A, Y, settings) -> 0-d array
+    terms: Callable  # (xp, Z, A, Y, settings) -> (m, k): one term per row and output
     delta: Callable  # (xp, Z, A, Y, output_name, settings) -> (m, k)
     outputs: tuple[str, ...]  # output activations this loss is defined for
     settings: tuple[str, ...] = ()  # the LossSettings fields it reads (others must stay at their default)
+
+    def value(self, xp, Z, A, Y, s=DEFAULT_SETTINGS):
+        """The loss summed over the rows and outputs, 0-d."""
+        return xp.sum(self.terms(xp, Z, A, Y, s))
+
+    def rows(self, xp, Z, A, Y, s=DEFAULT_SETTINGS):
+        """Each row's loss, summed over its outputs, ``(m,)``."""
+        return xp.sum(self.terms(xp, Z, A, Y, s), axis=1)
 
 
 def smoothed(nx, Y, eps: float, out=None):
@@ -53,7 +62,7 @@ def _cross_entropy(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     Y = smoothed(xp, Y, s.label_smoothing)
     zmax = xp.max(Z, axis=1, keepdims=True)
     lse = zmax + xp.log(xp.sum(xp.exp(Z - zmax), axis=1, keepdims=True))  # (m, 1)
-    return xp.sum(Y * (lse - Z))
+    return Y * (lse - Z)
 
 
 def _cross_entropy_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
@@ -62,12 +71,12 @@ def _cross_entropy_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
 
 def _binary_cross_entropy(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     # -[y log s(z) + (1-y) log(1-s(z))] = max(z, 0) - z y + log(1 + exp(-|z|))
-    return xp.sum(xp.maximum(Z, 0.0) - Z * Y + xp.log1p(xp.exp(-xp.abs(Z))))
+    return xp.maximum(Z, 0.0) - Z * Y + xp.log1p(xp.exp(-xp.abs(Z)))
 
 
 def _mse(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     D = A - Y
-    return xp.sum(D * D) / 2
+    return D * D * 0.5  # halving is exact: the sum is the same as halving the sum
 
 
 def _mse_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
@@ -78,7 +87,7 @@ def _huber(xp, Z, A, Y, s=DEFAULT_SETTINGS):
     # per element, d = a - y, q = min(|d|, delta): q (|d| - q / 2) is 0.5 d^2 inside delta, delta (|d| - delta / 2) beyond
     D = xp.abs(A - Y)
     Q = xp.minimum(D, s.huber_delta)
-    return xp.sum(Q * (D - Q / 2))
+    return Q * (D - Q / 2)
 
 
 def _huber_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
@@ -87,7 +96,7 @@ def _huber_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):
 
 
 def _mae(xp, Z, A, Y, s=DEFAULT_SETTINGS):
-    return xp.sum(xp.abs(A - Y))
+    return xp.abs(A - Y)
 
 
 def _mae_delta(xp, Z, A, Y, output, s=DEFAULT_SETTINGS):

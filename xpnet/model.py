@@ -58,21 +58,6 @@ def on_device(method):
     return wrapped
 
 
-class _PerRow:
-    """The namespace ``nx`` with its whole-array ``sum`` taken over the last axis instead: a loss's
-    value, a sum over the rows and outputs of ``(m, k)`` terms (:mod:`xpnet.losses`), then comes back
-    per row, ``(m,)``, for the row-weighted loss without a second table of losses."""
-
-    def __init__(self, nx):
-        self._nx = nx
-
-    def __getattr__(self, name: str):
-        return getattr(self._nx, name)
-
-    def sum(self, x, axis=None, **kwargs):
-        return self._nx.sum(x, axis=-1 if axis is None else axis, **kwargs)
-
-
 def _checked_backend(backend: Backend) -> Backend:
     """``backend``, if its arrays can be updated in place (every update in xpnet is)."""
     if not backend.mutable:
@@ -491,7 +476,7 @@ class MLP:
 
     def _row_losses(self, Z, Y):
         """Each row's loss ``(m,)`` from the logits ``Z`` and targets ``Y`` ``(m, k)``."""
-        return LOSSES[self.loss].value(_PerRow(self.backend.nx), Z, self._output(Z), Y, self.loss_settings)
+        return LOSSES[self.loss].rows(self.backend.nx, Z, self._output(Z), Y, self.loss_settings)
 
     @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
