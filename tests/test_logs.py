@@ -260,7 +260,7 @@ def test_tensorboard_without_tensorboardx_is_one_line(host_device, tmp_path, mon
     assert run(["train", "--device", host_device, "--tensorboard", "tb"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["xpnet: error: TensorBoard logs need tensorboardX, which is not installed: "
-                                        "pip install 'xpnet[tensorboard]' (or pip install tensorboardX)"]
+                                        "pip install tensorboardX (from a checkout: pip install \".[tensorboard]\")"]
 
 
 def test_cli_tensorboard_dir(device, tmp_path, capsys):

@@ -76,8 +76,9 @@ class TensorBoardLogger(Callback):
     """The values :class:`CSVLogger` writes (but the epoch) as TensorBoard scalars, at step = the
     epoch, in an event file under ``logdir`` (made if missing); written and fsync'ed as each epoch ends.
 
-    Needs ``tensorboardX`` (``pip install 'xpnet[tensorboard]'``): a small pure-Python writer that
-    needs protobuf, not TensorFlow or PyTorch. Its synchronous ``EventsWriter`` is used (no thread,
+    Needs ``tensorboardX`` (``pip install tensorboardX``; from a checkout
+    ``pip install ".[tensorboard]"``): a small pure-Python writer that needs protobuf, not
+    TensorFlow or PyTorch. Its synchronous ``EventsWriter`` is used (no thread,
     no queue), so a killed run keeps every epoch it finished. A resumed run marks its first epoch as
     a restart, so TensorBoard hides what the stopped run logged from there on (``purge_step``).
     Under data parallelism, give it to rank 0 only.
@@ -88,7 +89,7 @@ class TensorBoardLogger(Callback):
             from tensorboardX.event_file_writer import EventsWriter
         except ImportError:
             raise ValueError("TensorBoard logs need tensorboardX, which is not installed: "
-                             "pip install 'xpnet[tensorboard]' (or pip install tensorboardX)") from None
+                             "pip install tensorboardX (from a checkout: pip install \".[tensorboard]\")") from None
         self._events_writer = EventsWriter
         self.logdir = os.fspath(logdir)
         path = Path(self.logdir)
