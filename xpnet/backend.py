@@ -20,6 +20,7 @@ only this module (and host-side data loading) imports NumPy or CuPy for dispatch
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -397,3 +398,24 @@ def _cupy_backend(device: str) -> Backend:
     import array_api_compat.cupy as xp
 
     return Backend("cupy", xp, gpu, f"cuda:{index}")
+
+
+def on_device(method):
+    """Run a method of an object with a ``backend`` (an MLP) with that backend's device current
+    (CuPy's ``cuda:N``; a no-op elsewhere), so that a second model on another GPU never moves
+    this one's kernels."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
+def mutable_backend(backend: Backend) -> Backend:
+    """``backend``, if its arrays can be updated in place (every update in xpnet is)."""
+    if not backend.mutable:
+        raise ValueError(f"backend={backend.name!r} has immutable arrays (like JAX): xpnet updates its parameter "
+                         "buffer in place; use NumPy, CuPy, array-api-strict or PyTorch")
+    return backend

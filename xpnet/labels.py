@@ -206,3 +206,18 @@ def _class_index(classes: np.ndarray, label: Any) -> int | None:
     else:
         hits = []
     return int(hits[0]) if len(hits) else None
+
+
+def labels_of(xp, A):
+    """Output indices ``(m,)`` from outputs ``A`` ``(m, k)``: the argmax, or a 0.5 threshold for one unit."""
+    if A.shape[1] > 1:
+        return xp.argmax(A, axis=1)
+    return xp.astype(A[:, 0] >= 0.5, xp.int64)
+
+
+def count_correct(xp, A, labels, multilabel: bool = False):
+    """How many rows of outputs ``A`` are right (0-d device array): the arg-max (or one unit's
+    0.5) against ``(m,)`` indices, or every unit of a multi-label row against its 0/1 targets."""
+    if multilabel:
+        return xp.sum(xp.astype(xp.all((A >= 0.5) == (labels >= 0.5), axis=1), xp.int64))
+    return xp.sum(xp.astype(labels_of(xp, A) == labels, xp.int64))

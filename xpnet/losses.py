@@ -17,9 +17,10 @@ softmax, the loss and its gradient from one max, one exp and one sum.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .activations import ACTIVATIONS
+from .validate import check_positive
 
 
 class LossSettings(NamedTuple):
@@ -136,5 +137,19 @@ def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: flo
     dZ = nx.subtract(A, Y, out=A)
     dZ = nx.multiply(dZ, scale, out=dZ)
     return loss, dZ
+
+def loss_settings(loss: str, huber_delta: Any, label_smoothing: Any) -> LossSettings:
+    """The checked :class:`~xpnet.losses.LossSettings`; a setting away from its default needs a loss that reads it."""
+    huber_delta = check_positive(huber_delta, "huber_delta")
+    label_smoothing = check_positive(label_smoothing, "label_smoothing", allow_zero=True)
+    if label_smoothing >= 1:
+        raise ValueError(f"label_smoothing={label_smoothing!r} is out of range: expected 0 <= label_smoothing < 1")
+    settings = LossSettings(huber_delta, label_smoothing)
+    for name, value in settings._asdict().items():
+        if value != getattr(LossSettings(), name) and name not in LOSSES[loss].settings:
+            owner = next(k for k, v in LOSSES.items() if name in v.settings)
+            raise ValueError(f"{name}={value!r} with loss={loss!r}: {name} is for loss={owner!r}")
+    return settings
+
 
 DEFAULT_LOSS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "identity": "mse"}

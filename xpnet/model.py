@@ -18,7 +18,6 @@ one array. Gradients come back in the same layout (:mod:`xpnet.flat`).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -27,14 +26,14 @@ import numpy as np
 
 from . import io
 from .activations import ACTIVATIONS, HIDDEN, OUTPUTS
-from .backend import NO_BUFFERS, Backend, Buffers, get_backend, to_numpy
+from .backend import NO_BUFFERS, Backend, Buffers, get_backend, mutable_backend, on_device, to_numpy
 from .batches import batch_spans
 from .faults import check_memory
 from .flat import Layout, ParamList
-from .labels import check_classes, decode_labels, encode_labels, infer_classes, preview
-from .losses import DEFAULT_LOSS, LOSSES, LossSettings, softmax_cross_entropy
+from .labels import check_classes, count_correct, decode_labels, encode_labels, infer_classes, labels_of, preview
+from .losses import DEFAULT_LOSS, LOSSES, LossSettings, loss_settings, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
-from .validate import as_array, check_choice, check_features, check_positive, check_range, check_sizes, check_targets
+from .validate import as_array, check_choice, check_features, check_range, check_sizes, check_targets
 
 INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at zero
     "small": lambda n_in: 0.01,  # the tutorials' np.random.randn(...) * 0.01
@@ -44,40 +43,6 @@ INITS = {  # name -> std of N(0, std^2) as a function of fan-in; biases start at
 }
 DTYPES = ("float32", "float64")
 EVAL_BATCH = 8192  # rows per forward pass in evaluate/predict: bounds memory, not results
-
-
-def on_device(method):
-    """Run an MLP method with the model's device current (CuPy's ``cuda:N``; a no-op elsewhere),
-    so that a second model on another GPU never moves this one's kernels."""
-
-    @functools.wraps(method)
-    def wrapped(self, *args, **kwargs):
-        with self.backend.activate():
-            return method(self, *args, **kwargs)
-
-    return wrapped
-
-
-def _checked_backend(backend: Backend) -> Backend:
-    """``backend``, if its arrays can be updated in place (every update in xpnet is)."""
-    if not backend.mutable:
-        raise ValueError(f"backend={backend.name!r} has immutable arrays (like JAX): xpnet updates its parameter "
-                         "buffer in place; use NumPy, CuPy, array-api-strict or PyTorch")
-    return backend
-
-
-def _loss_settings(loss: str, huber_delta: Any, label_smoothing: Any) -> LossSettings:
-    """The checked :class:`~xpnet.losses.LossSettings`; a setting away from its default needs a loss that reads it."""
-    huber_delta = check_positive(huber_delta, "huber_delta")
-    label_smoothing = check_positive(label_smoothing, "label_smoothing", allow_zero=True)
-    if label_smoothing >= 1:
-        raise ValueError(f"label_smoothing={label_smoothing!r} is out of range: expected 0 <= label_smoothing < 1")
-    settings = LossSettings(huber_delta, label_smoothing)
-    for name, value in settings._asdict().items():
-        if value != getattr(LossSettings(), name) and name not in LOSSES[loss].settings:
-            owner = next(k for k, v in LOSSES.items() if name in v.settings)
-            raise ValueError(f"{name}={value!r} with loss={loss!r}: {name} is for loss={owner!r}")
-    return settings
 
 
 class Gradient(NamedTuple):
@@ -170,7 +135,7 @@ class MLP:
         self.seed = seed
         self._set_scale(scale, target_scale)
         self.data_info: dict | None = None
-        self.backend: Backend = _checked_backend(get_backend(backend, device))
+        self.backend: Backend = mutable_backend(get_backend(backend, device))
         check_memory(self.n_params, np.dtype(self.dtype).itemsize, self.sizes, self.backend)
         # Drawn on the host, layer by layer in blocks of rows, straight into the flat layout:
         # the same numbers on every backend, and a peak near the final float32 buffer.
@@ -193,7 +158,7 @@ class MLP:
                 f"use loss={DEFAULT_LOSS[output]!r} (the default for output={output!r})"
                 + ("" if DEFAULT_LOSS[output] == "mse" else " or 'mse'")
             )
-        self.loss_settings = _loss_settings(self.loss, huber_delta, label_smoothing)
+        self.loss_settings = loss_settings(self.loss, huber_delta, label_smoothing)
         self.huber_delta, self.label_smoothing = self.loss_settings
         if output == "softmax" and self.sizes[-1] < 2:
             raise ValueError(
@@ -474,10 +439,6 @@ class MLP:
     def _output(self, Z):
         return ACTIVATIONS[self.output].forward(self.backend.nx, Z)
 
-    def _row_losses(self, Z, Y):
-        """Each row's loss ``(m,)`` from the logits ``Z`` and targets ``Y`` ``(m, k)``."""
-        return LOSSES[self.loss].rows(self.backend.nx, Z, self._output(Z), Y, self.loss_settings)
-
     @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
                  row_weights=None, weighted_loss: bool = False, buf: Buffers = NO_BUFFERS) -> Gradient:
@@ -521,7 +482,7 @@ class MLP:
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
             if weighted_loss:  # the weighted sum over the rows
-                value = nx.vecdot(self._row_losses(Z, Y), row_weights)
+                value = nx.vecdot(LOSSES[self.loss].rows(nx, Z, self._output(Z), Y, self.loss_settings), row_weights)
         correct = None
         if onehot and self.multilabel:  # subset accuracy: every unit on the right side of 0.5 (z >= 0)
             correct = nx.sum(nx.astype(nx.all((Z >= 0.0) == (Y >= 0.5), axis=1), Z.dtype))
@@ -590,21 +551,6 @@ class MLP:
         chunks = [self._output(self._forward(Xd[s:e, :])[1]) for s, e in batch_spans(Xd.shape[0], EVAL_BATCH)]
         return chunks[0] if len(chunks) == 1 else self.xp.concat(chunks, axis=0)
 
-    def _labels_of(self, A):
-        """Output indices ``(m,)`` from outputs: argmax, or a 0.5 threshold for one unit."""
-        xp = self.xp
-        if A.shape[1] > 1:
-            return xp.argmax(A, axis=1)
-        return xp.astype(A[:, 0] >= 0.5, xp.int64)
-
-    def _correct(self, A, labels):
-        """How many rows of outputs ``A`` are right (0-d device array): the arg-max (or one unit's
-        0.5) against ``(m,)`` indices, or every unit of a multi-label row against its 0/1 targets."""
-        xp = self.xp
-        if self.multilabel:
-            return xp.sum(xp.astype(xp.all((A >= 0.5) == (labels >= 0.5), axis=1), xp.int64))
-        return xp.sum(xp.astype(self._labels_of(A) == labels, xp.int64))
-
     @on_device
     def predict_proba(self, X):
         """Class probabilities ``(m, n_out)`` (softmax or sigmoid outputs); column ``j`` is
@@ -627,7 +573,7 @@ class MLP:
             return A[:, 0] if A.shape[1] == 1 else A
         if self.multilabel:
             return self.xp.astype(A >= 0.5, self.xp.int64)  # (m, k): label j is on where its unit says 0.5+
-        return self.decode_labels(self._labels_of(A))
+        return self.decode_labels(labels_of(self.xp, A))
 
     @on_device
     def predict_indices(self, X):
@@ -638,7 +584,7 @@ class MLP:
         if self.multilabel:
             raise ValueError("predict_indices is for one class per row; this model is multi-label: predict gives its "
                              "(m, k) 0/1 rows")
-        return self._labels_of(self._outputs(self._features(X)))
+        return labels_of(self.xp, self._outputs(self._features(X)))
 
     @on_device
     def evaluate(self, X, y) -> dict:
@@ -667,10 +613,10 @@ class MLP:
             A = self._output(Z)
             total = total + loss(xp, Z, A, Y[s:e, :], self.loss_settings)  # summed over the rows
             if labels is not None:
-                correct = correct + self._correct(A, labels[s:e, ...])
+                correct = correct + count_correct(self.xp, A, labels[s:e, ...], bool(self.multilabel))
                 if per_class:  # (k,) rows of each class, and those predicted right
                     truth = xp.reshape(labels[s:e, ...], (-1, 1)) == xp.reshape(ks, (1, -1))  # (m, k)
-                    right = xp.reshape(self._labels_of(A) == labels[s:e, ...], (-1, 1))  # (m, 1)
+                    right = xp.reshape(labels_of(self.xp, A) == labels[s:e, ...], (-1, 1))  # (m, 1)
                     counts = counts + xp.sum(xp.astype(truth, xp.int64), axis=0)
                     hits = hits + xp.sum(xp.astype(truth & right, xp.int64), axis=0)
                 if self.multilabel:  # labels that differ, over every row and unit
@@ -692,7 +638,7 @@ class MLP:
         The model gets a new flat buffer there: an optimizer attached to the old one must
         be attached again (:func:`~xpnet.fit` attaches on every call).
         """
-        target = _checked_backend(get_backend(backend, device))
+        target = mutable_backend(get_backend(backend, device))
         flat = target.asarray(to_numpy(self.flat))
         self.backend = target
         self._bind(flat)
@@ -725,7 +671,7 @@ class MLP:
         self.seed = seed
         self._set_scale(scale, target_scale)
         self.data_info = data_info
-        self.backend = _checked_backend(get_backend(backend, device))
+        self.backend = mutable_backend(get_backend(backend, device))
         arrays = list(arrays)
         if len(arrays) != len(self.layout):
             raise ValueError(f"arrays has {len(arrays)} entries: expected {len(self.layout)}, [W1, b1, ...] "
