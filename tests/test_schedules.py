@@ -347,3 +347,22 @@ def test_cli_bad_values_one_line(argv, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) <= 2 and err[-1].startswith("xpnet train: error:")
+
+
+def test_plateau_state_finds_its_callback_when_the_list_changes(tmp_path):
+    """A resume with a callback added or removed before it (--early-stopping) still restores the
+    plateau's reduced rate: saved states go to the next callback of their type."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 3)), rng.integers(0, 2, 120)  # noise: validation loss stalls
+    val = (rng.normal(size=(40, 3)), rng.integers(0, 2, 40))
+    ck = str(tmp_path / "ck.npz")
+    opt = xpnet.SGD(0.5)
+    plateau = xpnet.train.ReduceLROnPlateau(opt, patience=0)
+    xpnet.fit(xpnet.MLP([3, 16, 2], seed=0), X, y, opt, epochs=4, batch_size=30, verbose=False, validation_data=val,
+              callbacks=[xpnet.EarlyStopping(patience=100), plateau], checkpoint=ck)
+    assert opt.lr_scale < 1.0  # reduced at least once
+    again = xpnet.SGD(0.5)
+    resumed = xpnet.train.ReduceLROnPlateau(again, patience=0)
+    xpnet.fit(xpnet.MLP([3, 16, 2], seed=0), X, y, again, epochs=4, batch_size=30, verbose=False, validation_data=val,
+              callbacks=[resumed], resume=ck)
+    assert again.lr_scale == opt.lr_scale and resumed.best == plateau.best

@@ -185,10 +185,15 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         losses = losses * (run["batch_size"] or run["m"])
     model.params = params
     optimizer.load_state(opt_meta, opt_arrays, model.backend.asarray)
+    # Each saved state goes to the next callback of its type, in order: a run resumed with a callback
+    # added or removed before it (--early-stopping) still gets its plateau's reduced rate back.
+    waiting = [cb for cb in callbacks if hasattr(cb, "load_state")]
     for entry in cb_meta:
         k = int(entry["index"])
-        if k < len(callbacks) and hasattr(callbacks[k], "load_state") and type(callbacks[k]).__name__ == entry["type"]:
-            callbacks[k].load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
+        match = next((cb for cb in waiting if type(cb).__name__ == entry["type"]), None)
+        if match is not None:
+            waiting.remove(match)
+            match.load_state(entry["state"], [arrays[f"cb.{k}.{i}"] for i in range(int(entry["arrays"]))], model)
     if saved_run.get("epochs") not in (None, run["epochs"]):
         # a longer (or shorter) run is allowed, but it moves a cosine or step schedule: say so in the history
         changed["epochs"] = [saved_run["epochs"], run["epochs"]]

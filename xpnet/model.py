@@ -596,17 +596,19 @@ class MLP:
         ``accuracy`` is left out for regression (identity output with real targets); a
         regressor's loss is on its scaled targets when it has a ``target_scaler`` (the loss it
         was trained on), and a classifier's the label-smoothed one when it has ``label_smoothing``.
-        Values are summed on the device and read back once.
+        Values are summed on the device and read back at the end.
         """
-        return self.scores(*self.device_data(X, y))
+        return self.scores(*self.device_data(X, y), balanced=True)
 
     @on_device
-    def scores(self, Xd, Y, labels) -> dict:
-        """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it."""
+    def scores(self, Xd, Y, labels, balanced: bool = False) -> dict:
+        """:meth:`evaluate` for data already on the device, as :meth:`device_data` returns it;
+        the balanced accuracy only when asked (``balanced``): fit's validation each epoch needs
+        the loss and accuracy alone."""
         xp, m = self.xp, Xd.shape[0]
         loss = LOSSES[self.loss].value
         total, correct, wrong, hits, counts = 0.0, 0, 0, 0, 0
-        per_class = labels is not None and not self.multilabel  # for the balanced accuracy
+        per_class = balanced and labels is not None and not self.multilabel  # for the balanced accuracy
         ks = self.backend.asarray(np.arange(self.n_label_values, dtype=np.int64)) if per_class else None  # (k,)
         for s, e in batch_spans(m, EVAL_BATCH):
             Z = self._forward(Xd[s:e, :])[1]

@@ -117,8 +117,9 @@ class Optimizer:
     weight decay applies to the 2-D ones (weights), not to biases.
 
     ``warmup_steps`` (or ``warmup_epochs``): the rate rises linearly from ``lr / warmup``
-    to the schedule's over the first steps, multiplying it (PyTorch's ``LinearLR``
-    chained with the schedule). A warm-up or a per-step schedule (``"onecycle"``) sets
+    to the schedule's over the first steps, multiplying it (step ``s`` gets ``(s + 1) / warmup``:
+    PyTorch's ``LinearLR(start_factor=1 / warmup, total_iters=warmup - 1)`` chained with the schedule).
+    A warm-up or a per-step schedule (``"onecycle"``) sets
     each step's rate from a device vector uploaded once per epoch (:meth:`start_epoch`).
     ``clip_norm``: scale the gradient to at most this global L2 norm before each update,
     on the device (:meth:`clip`).
@@ -183,7 +184,7 @@ class Optimizer:
                 factor = self.schedule(min(s, epochs * steps - 1), epochs * steps)
             else:
                 factor = self.schedule(epoch, epochs)
-            if s < warmup:  # linear from base / warmup to base (PyTorch's LinearLR(1 / warmup), chained)
+            if s < warmup:  # (s + 1) / warmup: PyTorch's LinearLR(1 / warmup, total_iters=warmup - 1), chained
                 factor *= (s + 1) / warmup
             lrs.append(base * factor)
         return lrs

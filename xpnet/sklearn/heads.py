@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..losses import LOSSES
+
 HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}  # scikit-learn -> xpnet
 
 
@@ -30,14 +32,12 @@ def _squared_rows(xp, A, Y, eps):
 
 
 def _huber_rows(xp, A, Y, eps):
-    # PyTorch's HuberLoss per element with delta 1 (xpnet's huber), summed over the outputs
-    D = xp.abs(A - Y)
-    Q = xp.minimum(D, 1.0)
-    return xp.sum(Q * (D - Q / 2), axis=1)
+    # xpnet's huber (PyTorch's HuberLoss per element, delta 1), summed over the outputs; identity head: Z is A
+    return LOSSES["huber"].rows(xp, A, A, Y)
 
 
 def _absolute_rows(xp, A, Y, eps):
-    return xp.sum(xp.abs(A - Y), axis=1)
+    return LOSSES["mae"].rows(xp, A, A, Y)
 
 
 def _poisson_rows(xp, Z, Y, eps):
