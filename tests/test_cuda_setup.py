@@ -37,6 +37,9 @@ class CompileException(Exception):
     """Named as CuPy's ``cupy.cuda.compiler.CompileException`` (NVRTC errors)."""
 
 
+INSUFFICIENT_DRIVER = "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version"
+
+
 TBD, DEFAULT, TF32 = 0, 1, 7  # CuPy's COMPUTE_TYPE_* values
 
 
@@ -284,6 +287,77 @@ def test_cupy_failing_to_import_is_not_called_missing(monkeypatch):
     message = device_error()
     assert "importing CuPy failed" in message and "(libcudart.so.13)" in message
     assert "not installed" not in message
+
+
+def test_no_driver_at_all_is_not_called_too_old(monkeypatch, capsys):
+    """Without a driver the CUDA runtime answers cudaErrorInsufficientDriver and driver version 0."""
+    from cli_helpers import run
+
+    def count():
+        raise CUDARuntimeError(INSUFFICIENT_DRIVER)
+
+    install(monkeypatch, fake_cupy(count=count, driver=0, runtime=13000))
+    message = device_error("cuda")
+    assert "no NVIDIA driver was found (the CUDA runtime reports driver version 0): counting GPUs failed" in message
+    assert "(CUDARuntimeError: cudaErrorInsufficientDriver" in message and "install the NVIDIA driver" in message
+    assert "too old" not in message and "no CUDA GPU is visible" not in message
+    assert message.endswith("or use --device cpu")
+    assert run(["train", "--device", "cuda", "--dataset", "moons", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"xpnet: error: {message}\n"
+
+
+def _refused(kind: int, path: Path) -> OSError:
+    """The OSError ``os.makedirs`` or ``tempfile`` raises for ``path`` (built by hand: root may write anywhere)."""
+    import os
+
+    return OSError(kind, os.strerror(kind), str(path))  # EACCES: a PermissionError, as Python's own
+
+
+@pytest.mark.parametrize("where", ["import", "kernel"])
+def test_an_unwritable_kernel_cache_is_named_not_called_a_missing_library(monkeypatch, tmp_path, capsys, where):
+    """CuPy makes its kernel cache directory (CUPY_CACHE_DIR, else ~/.cupy/kernel_cache) with os.makedirs
+    and writes each kernel there through a temporary file: under a read-only HOME the makedirs of
+    ~/.cupy fails on import, on a read-only CUPY_CACHE_DIR the temporary file fails at the first kernel."""
+    import builtins
+    import errno
+
+    from cli_helpers import run
+
+    if where == "import":
+        home = tmp_path / "home"
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.delenv("CUPY_CACHE_DIR", raising=False)
+        refused, cache = _refused(errno.EACCES, home / ".cupy"), home / ".cupy" / "kernel_cache"
+        real_import = builtins.__import__
+
+        def failing_import(name, *args, **kwargs):
+            if name == "cupy":
+                raise refused
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.delitem(sys.modules, "cupy", raising=False)
+        monkeypatch.setattr("builtins.__import__", failing_import)
+        step, source = "importing CuPy failed (PermissionError: [Errno 13] Permission denied", "CuPy's default, under HOME"
+    else:
+        cache = tmp_path / "cache"
+        monkeypatch.setenv("CUPY_CACHE_DIR", str(cache))
+        install(monkeypatch, fake_cupy(kernel_error=_refused(errno.EROFS, cache / "tmpk2x9_q1")))
+        step, source = "(compiled by NVRTC) failed (OSError: [Errno 30] Read-only file system", "CUPY_CACHE_DIR"
+    message = device_error("cuda")
+    assert f"CuPy's kernel cache directory {cache} ({source}) is not writable: " in message and step in message
+    assert "set CUPY_CACHE_DIR to a directory you can write to" in message and message.endswith("or use --device cpu")
+    assert "library" not in message
+    assert run(["train", "--device", "cuda", "--dataset", "moons", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err == f"xpnet: error: {message}\n"
+
+
+def test_a_refused_write_elsewhere_is_not_blamed_on_the_cache(monkeypatch, tmp_path):
+    import errno
+
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path / "cache"))
+    install(monkeypatch, fake_cupy(kernel_error=_refused(errno.EACCES, tmp_path / "elsewhere")))
+    assert "kernel cache" not in device_error()
 
 
 # ------------------------------------------------------------ one GPU per backend

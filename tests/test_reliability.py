@@ -170,6 +170,45 @@ def test_out_of_memory_says_what_to_change(backend, monkeypatch):
         xpnet.fit(model, X, y, xpnet.Adam(1e-2), epochs=1, batch_size=32, verbose=False)
 
 
+class CUDADriverError(RuntimeError):
+    """Named as CuPy's: its text is cuGetErrorName and cuGetErrorString joined by ': '."""
+
+    __module__ = "cupy_backends.cuda.api.driver"
+
+
+class CUBLASError(RuntimeError):
+    """Named as CuPy's: its text is the bare status name."""
+
+    __module__ = "cupy_backends.cuda.libs.cublas"
+
+
+CUDA_OUT_OF_MEMORY = [CUDADriverError("CUDA_ERROR_OUT_OF_MEMORY: out of memory"), CUBLASError("CUBLAS_STATUS_ALLOC_FAILED")]
+
+
+def test_cuda_driver_and_cublas_errors_are_out_of_memory_only_when_they_say_so():
+    from xpnet.faults import is_out_of_memory
+
+    assert all(is_out_of_memory(exc) for exc in CUDA_OUT_OF_MEMORY)
+    assert not is_out_of_memory(CUDADriverError("CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure"))
+    assert not is_out_of_memory(CUBLASError("CUBLAS_STATUS_EXECUTION_FAILED"))
+    assert not is_out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))  # not one of CuPy's CUDA errors
+
+
+@pytest.mark.parametrize("error", CUDA_OUT_OF_MEMORY, ids=lambda e: type(e).__name__)
+def test_cuda_out_of_memory_on_the_cli_is_one_line(monkeypatch, capsys, error):
+    from cli_helpers import run
+
+    def boom(self, X, buf=None):
+        raise error
+
+    monkeypatch.setattr(xpnet.MLP, "_forward", boom)
+    argv = ["train", "--device", "cpu", "--dataset", "moons", "--epochs", "1", "--batch-size", "16", "--layers", "2,8,2"]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xpnet: error: out of memory on cpu with batch size 16: ")
+    assert f"({type(error).__name__}: {error})" in err and "try a smaller --batch-size, e.g. 8" in err
+
+
 def test_memory_estimate_counts_what_a_step_holds():
     from xpnet.faults import memory_estimate
 

@@ -2,15 +2,17 @@
 
 :mod:`xpnet.backend` resolves ``device="cuda:N"`` to a :class:`~xpnet.Backend` and calls in here:
 :func:`first_run_failure` runs one tiny kernel and one small matmul per GPU and process, and
-:func:`explain_cuda_failure` turns a missing CUDA library or header, a driver older than CuPy's
-runtime, or any other failure into one line that says how to fix it. :func:`allow_tf32` is the
-process-wide switch for TF32 matmuls (off by default, as CuPy's), :func:`apply_tf32` puts it into
-CuPy. Nothing here imports CuPy: the caller passes the module in.
+:func:`explain_cuda_failure` turns an unwritable kernel cache directory, no NVIDIA driver at all, a
+missing CUDA library or header, a driver older than CuPy's runtime, or any other failure into one
+line that says how to fix it. :func:`allow_tf32` is the process-wide switch for TF32 matmuls (off
+by default, as CuPy's), :func:`apply_tf32` puts it into CuPy. Nothing here imports CuPy: the caller
+passes the module in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -79,10 +81,25 @@ def first_line(exc: BaseException, limit: int = 240) -> str:
 
 def explain_cuda_failure(cupy, device: str, step: str, exc: BaseException, otherwise: str | None = None) -> str:
     """One line for a CUDA failure: ``device`` as the user wrote it, the ``step`` that raised ``exc``, and
-    the fix for a missing library or an old driver; ``otherwise`` (when given) for any other failure."""
+    the fix for an unwritable kernel cache, no driver, a missing library or an old driver; ``otherwise``
+    (when given) for any other failure."""
     text = f"{type(exc).__name__}: {exc}"
     kinds = {k.__name__ for k in type(exc).__mro__}
     detail = first_line(exc)
+    cache = _unwritable_cache(exc)
+    if cache is not None:
+        where = "CUPY_CACHE_DIR" if os.environ.get("CUPY_CACHE_DIR") else "CuPy's default, under HOME"
+        return (
+            f"device={device!r}: CuPy's kernel cache directory {cache} ({where}) is not writable: {step} failed "
+            f"({detail}); set CUPY_CACHE_DIR to a directory you can write to (e.g. CUPY_CACHE_DIR=/tmp/cupy-kernel-cache), "
+            "or use --device cpu"
+        )
+    if _driver_version(cupy) == 0:  # the CUDA runtime's answer when it finds no driver at all
+        return (
+            f"device={device!r}: no NVIDIA driver was found (the CUDA runtime reports driver version 0): "
+            f"{step} failed ({detail}); install the NVIDIA driver (nvidia-smi checks it; in a container, "
+            "start it with the GPUs passed in, e.g. docker run --gpus all), or use --device cpu"
+        )
     if _DRIVER_TOO_OLD.search(text):
         return _driver_too_old(cupy, device, step, detail)
     if _LIBRARY_MISSING.search(text) or kinds & set(_LIBRARY_ERRORS):
@@ -128,6 +145,36 @@ def _driver_too_old(cupy, device: str, step: str, detail: str) -> str:
         f"device={device!r}: the NVIDIA driver is too old for the CUDA runtime CuPy uses ({versions}): "
         f"{step} failed ({detail}); {fix}, or use --device cpu"
     )
+
+
+def _driver_version(cupy) -> int | None:
+    """The CUDA driver version as CuPy's runtime reports it (12040; 0 where there is no driver), or None if unreadable."""
+    query = getattr(getattr(getattr(cupy, "cuda", None), "runtime", None), "driverGetVersion", None)
+    try:
+        return int(query())
+    except Exception:  # no CuPy module yet (a failed import), a missing runtime, a fake
+        return None
+
+
+def _cache_dir() -> str:
+    """CuPy's kernel cache directory, found as CuPy finds it: CUPY_CACHE_DIR, else ~/.cupy/kernel_cache."""
+    return os.path.abspath(os.environ.get("CUPY_CACHE_DIR") or os.path.expanduser("~/.cupy/kernel_cache"))
+
+
+def _unwritable_cache(exc: BaseException) -> str | None:
+    """CuPy's kernel cache directory if ``exc`` (or what it wraps) is a refused write in it or on
+    the way to it (permission denied, read-only file system), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and exc.filename:
+            path, cache = os.path.abspath(os.fsdecode(exc.filename)), _cache_dir()
+            # makedirs fails on the first directory it cannot create (~/.cupy under a read-only HOME);
+            # a write fails on a file inside the directory (its temporary file)
+            if path == cache or cache.startswith(path.rstrip(os.sep) + os.sep) or path.startswith(cache + os.sep):
+                return cache
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _cuda_version(query) -> tuple[int, int] | None:

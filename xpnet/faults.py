@@ -10,6 +10,7 @@ Nothing here imports the model or the training loop: :mod:`xpnet.train` and :mod
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from collections.abc import Sequence
@@ -87,12 +88,20 @@ def memory_estimate(sizes: Sequence[int], batch_size: int, itemsize: int, state_
     return step, data
 
 
+# CuPy's CUDA errors (matched by class name: CuPy need not be importable) and the texts that mean
+# out of memory: the runtime's "cudaErrorMemoryAllocation: out of memory", the driver's
+# "CUDA_ERROR_OUT_OF_MEMORY: out of memory", cuBLAS's bare "CUBLAS_STATUS_ALLOC_FAILED".
+_CUDA_ERRORS = ("CUDARuntimeError", "CUDADriverError", "CUBLASError")
+_OUT_OF_MEMORY = re.compile(r"out of memory|\bcudaErrorMemoryAllocation\b|\bCUDA_ERROR_OUT_OF_MEMORY\b"
+                            r"|\bCUBLAS_STATUS_ALLOC_FAILED\b", re.I)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is running out of memory: CuPy's OutOfMemoryError (matched by name: CuPy need
-    not be importable), a CUDA runtime error saying so, or a MemoryError."""
+    """Whether ``exc`` is running out of memory: a MemoryError, CuPy's OutOfMemoryError, or a CUDA
+    runtime, driver or cuBLAS error saying so (CuPy's classes matched by name and message)."""
     name = type(exc).__name__
     return (isinstance(exc, MemoryError) or name == "OutOfMemoryError"
-            or (name == "CUDARuntimeError" and "out of memory" in str(exc).lower()))
+            or (name in _CUDA_ERRORS and _OUT_OF_MEMORY.search(str(exc)) is not None))
 
 
 def check_memory(n_params: int, itemsize: int, sizes: list[int], backend: Backend) -> None:
