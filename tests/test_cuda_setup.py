@@ -492,3 +492,25 @@ def test_require_gpu_turns_the_skips_into_failures(pytester, monkeypatch, machin
         result.assert_outcomes(errors=2)  # pytest.fail in a fixture: an error at setup, exit status 1
         assert result.ret == 1
         result.stdout.fnmatch_lines([f"*XPNET_REQUIRE_GPU is set but the GPU is not usable: device='cuda'*{expected}*"])
+
+
+def test_out_of_memory_outside_fit_is_one_line(tmp_path, monkeypatch, capsys):
+    """A CUDA driver out-of-memory error raised by evaluate (not fit) ends in one line, exit 2."""
+    from cli_helpers import run
+
+    from xpnet import model as model_module
+
+    class CUDADriverError(Exception):  # CuPy's class, by name and message (cupy_backends.cuda.api.driver)
+        pass
+
+    def out_of_memory(self, X, y):
+        raise CUDADriverError("CUDA_ERROR_OUT_OF_MEMORY: out of memory")
+
+    xpnet.MLP([2, 4, 2], seed=0).save(tmp_path / "m.npz")
+    X, y = xpnet.make_moons(20, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    monkeypatch.setattr(model_module.MLP, "evaluate", out_of_memory)
+    assert run(["evaluate", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["xpnet: error: out of memory (CUDADriverError: CUDA_ERROR_OUT_OF_MEMORY: out of memory); free memory "
+                   "on the device, or use a smaller model or --device cpu"]

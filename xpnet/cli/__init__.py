@@ -240,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # out of memory outside fit (evaluate, predict, building a model): one line too
+        from ..faults import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        print(f"xpnet: error: out of memory ({type(exc).__name__}: {detail}); free memory on the device, or use a "
+              "smaller model or --device cpu", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         if sink is not None:
