@@ -114,7 +114,7 @@ LOSSES: dict[str, Loss] = {
 }
 
 
-def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: float = 0.0):
+def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: float = 0.0, row_weights=None):
     """Softmax + cross-entropy from the logits ``Z`` ``(m, k)``, sharing max, exp and sum.
 
     Returns ``(loss summed over rows, dL/dZ * scale)``. The same numbers as
@@ -122,6 +122,8 @@ def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: flo
     instead of 17. With ``label_smoothing`` ``eps > 0`` the targets ``Y`` are first smoothed to
     ``Y (1 - eps) + eps / k`` (2 more operations; the loss is the smoothed one). With ``buf``
     (NumPy) the intermediates and the gradient are reused arrays; ``Z`` and ``Y`` are only read.
+    With ``row_weights`` ``(m,)`` the loss is the weighted sum over the rows (the gradient is not
+    weighted here).
     """
     m, k = Z.shape
     out = (lambda key: buf(key, (m, k), Z.dtype)) if buf is not None else (lambda key: None)
@@ -133,10 +135,11 @@ def softmax_cross_entropy(nx, Z, Y, scale: float, buf=None, label_smoothing: flo
     # loss = sum_k y_k (log total - shifted_k), written over shifted (no longer needed)
     shifted = nx.subtract(nx.log(total), shifted, out=shifted)
     shifted = nx.multiply(shifted, Y, out=shifted)
-    loss = nx.sum(shifted)
+    loss = nx.sum(shifted) if row_weights is None else nx.vecdot(nx.sum(shifted, axis=1), row_weights)
     dZ = nx.subtract(A, Y, out=A)
     dZ = nx.multiply(dZ, scale, out=dZ)
     return loss, dZ
+
 
 def loss_settings(loss: str, huber_delta: Any, label_smoothing: Any) -> LossSettings:
     """The checked :class:`~xpnet.losses.LossSettings`; a setting away from its default needs a loss that reads it."""

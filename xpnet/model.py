@@ -471,18 +471,18 @@ class MLP:
         m = X.shape[0]
         scale = 1.0 / (batch_size or m)
         acts, Z = self._forward(X, buf)
+        weights = row_weights if weighted_loss else None  # the loss too is the weighted sum over the rows
         if self.output == "softmax" and self.loss == "cross_entropy":
             # one head: max, exp and sum shared by the softmax, the loss and its gradient
-            value, dZ = softmax_cross_entropy(nx, Z, Y, scale, buf, self.label_smoothing)
+            value, dZ = softmax_cross_entropy(nx, Z, Y, scale, buf, self.label_smoothing, weights)
         else:
             A, loss = self._output(Z), LOSSES[self.loss]
-            value = loss.value(nx, Z, A, Y, self.loss_settings)
+            value = (loss.value(nx, Z, A, Y, self.loss_settings) if weights is None
+                     else nx.vecdot(loss.rows(nx, Z, A, Y, self.loss_settings), weights))
             dZ = loss.delta(nx, Z, A, Y, self.output, self.loss_settings)
             dZ *= scale  # dZ is a fresh array here
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
-            if weighted_loss:  # the weighted sum over the rows
-                value = nx.vecdot(LOSSES[self.loss].rows(nx, Z, self._output(Z), Y, self.loss_settings), row_weights)
         correct = None
         if onehot and self.multilabel:  # subset accuracy: every unit on the right side of 0.5 (z >= 0)
             correct = nx.sum(nx.astype(nx.all((Z >= 0.0) == (Y >= 0.5), axis=1), Z.dtype))
