@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .backend import NO_BUFFERS, Buffers, to_numpy
@@ -26,11 +27,13 @@ from .batches import batch_spans, block_sorted, gather_batch
 from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
 from .faults import OutOfMemory, StopOnSignal, TrainingDiverged, TrainingInterrupted, is_out_of_memory, memory_estimate
+from .fused import PATHS, FusedStep, unsupported
 from .history import History
 from .io import check_writable
+from .kernels import kernels_for
 from .model import MLP
 from .optim import SGD, Optimizer
-from .validate import check_positive
+from .validate import check_choice, check_positive
 
 
 class Callback:
@@ -264,6 +267,7 @@ def fit(
     clip_norm: float | None = None,
     sample_weight: Any = None,
     class_weight: Any = None,
+    path: str = "auto",
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -331,6 +335,13 @@ def fit(
             class mix, the row count does not, and data-parallel ranks need nothing more), so
             ``history.train_loss`` is the weighted loss ``sum_i w_i loss_i / m``. Validation
             losses stay unweighted. A resume must use the same weights (their digest is checked).
+        path: how each step runs. ``"generic"``: :func:`train_step`, written once in ``xp``;
+            ``"fused"``: :class:`xpnet.fused.FusedStep`, the same math in 18 launches a step from
+            fused kernels (on CuPy compiled by NVRTC; on NumPy built by the C compiler, for tests
+            and counts), for a softmax cross-entropy classifier with class-label ``y``, trained by
+            SGD or Adam (``form="pytorch"``, no ``clip_norm``) in one process; a ``ValueError``
+            says what else stands in the way. ``"auto"`` (default): fused on CuPy where it
+            applies and ``reuse_buffers`` is on, generic otherwise.
     """
     comm = as_communicator(comm)
     # across ranks, an error before training starts is raised by every rank; one during it ends the job
@@ -341,6 +352,7 @@ def fit(
             batch_size = check_positive(batch_size, "batch_size", integer=True)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
+        path = check_choice(path, "path", PATHS)
         optimizer = SGD(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
@@ -357,7 +369,7 @@ def fit(
             with lock or contextlib.nullcontext(), model.backend.activate():
                 return _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose,
                             callbacks, reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes,
-                            comm, lock, sample_weight, class_weight)
+                            comm, lock, sample_weight, class_weight, path)
         except Exception as exc:
             if not is_out_of_memory(exc) or isinstance(exc, OutOfMemory):
                 raise
@@ -371,7 +383,7 @@ def fit(
 
 def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, seed, verbose, callbacks,
          reuse_buffers, checkpoint, checkpoint_every, resume, config, allow_changes, comm, lock,
-         sample_weight=None, class_weight=None) -> History:
+         sample_weight=None, class_weight=None, path="auto") -> History:
     """The body of :func:`fit`, after its arguments are checked."""
     from .validate import as_array
 
@@ -396,6 +408,8 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     optimizer.attach([model.flat], backend if reuse_buffers else None, decay=[model.n_weights])
     optimizer.bound_to = model.flat
     spans = batch_spans(m, batch_size)  # the global batches
+    fused = _fused_step(model, optimizer, path, reuse_buffers, labels is not None and as_array(y, "y").ndim == 1,
+                        comm.size, Xd, labels, Wd, batch_size)
     mine = comm.share(spans)  # this rank's contiguous rows of each (all of them in one process)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
     history, pos = History(), Position()
@@ -433,12 +447,18 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             # keyed (seed, epoch), drawn on the host: every backend sees the same batches
             order = block_sorted(backend.random(seed, epoch).permutation(m), batch_size) if gather else None
             first = pos.step if epoch == pos.epoch else 0
-            losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
-                                               first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
-                                               grad_hook=hook, weights=Wd)
-            # the epoch's reads from the device: its losses and correct count (and a sync)
-            step_losses = to_numpy(xp.stack(losses)) if losses else np.zeros(0, model.dtype)
-            correct = int(round(float(xp.sum(xp.stack(corrects))))) if corrects else 0
+            if fused is not None:
+                t_before = optimizer.t - first  # steps taken before the epoch's first
+                rates = (optimizer.rates(epoch, epochs, len(spans), t_before) if optimizer.per_step
+                         else [optimizer.current_lr] * len(spans))
+                fused.start_epoch(order, first, rates, t_before)
+                done = _run_fused(fused, first, callbacks, agreed)
+                step_losses, correct, finite = fused.finish_epoch(first, done)  # the epoch's one read
+            else:
+                losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
+                                                   first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
+                                                   grad_hook=hook, weights=Wd)
+                step_losses, correct, finite = _epoch_record(xp, model.flat, losses, corrects)  # one read
             step_losses, correct = comm.epoch_sums(step_losses, correct)  # over the ranks: the same on each
             if first:  # resumed inside this epoch: prepend what the checkpoint had
                 step_losses = np.concatenate([pos.losses, step_losses])
@@ -446,7 +466,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             bad = np.flatnonzero(~np.isfinite(step_losses))
             if bad.size:
                 raise TrainingDiverged(epoch + 1, int(bad[0]) + 1, "the loss", optimizer.current_lr)
-            if not bool(xp.all(xp.isfinite(model.flat))):  # one read
+            if not finite:
                 raise TrainingDiverged(epoch + 1, None, "a weight", optimizer.current_lr)
             if done < len(spans):  # interrupted: keep the position inside the epoch
                 position = Position(epoch, done, step_losses, correct)
@@ -488,6 +508,42 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     for cb in callbacks:
         cb.on_train_end(model, history)
     return history
+
+
+def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, int, bool]:
+    """An epoch of the generic path, read back at once: ``(each step's loss (host array, the
+    model dtype), the correct count, whether every weight in ``flat`` is finite)``, from the
+    steps' 0-d device losses and counts: one device read (and sync) for the three."""
+    wide = xp.float64 if flat.dtype == xp.float64 else flat.dtype
+    parts = [xp.astype(xp.stack(losses), wide)] if losses else []
+    count = xp.sum(xp.stack(corrects)) if corrects else xp.zeros((), dtype=wide, device=array_api_compat.device(flat))
+    parts += [xp.reshape(xp.astype(count, wide), (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
+    record = to_numpy(xp.concat(parts))
+    return record[:-2].astype(flat.dtype), int(round(float(record[-2]))), bool(record[-1])
+
+
+def _fused_step(model, optimizer, path, reuse_buffers, label_vector, processes, Xd, labels, Wd, batch_size):
+    """The run's :class:`~xpnet.fused.FusedStep`, or ``None`` for the generic step (see :func:`fit`'s ``path``)."""
+    if path == "generic" or (path == "auto" and not (reuse_buffers and model.backend.is_cupy)):
+        return None
+    reason = unsupported(model, optimizer, label_vector, processes)
+    if reason is not None:
+        if path == "fused":
+            raise ValueError(f"path='fused' cannot train this run: {reason}; use path='generic' or 'auto'")
+        return None
+    return FusedStep(model, optimizer, kernels_for(model.backend, model.dtype), Xd, labels, Wd, batch_size)
+
+
+def _run_fused(fused: FusedStep, first: int, callbacks, stop) -> int:
+    """Steps ``first, first + 1, ...`` of the epoch on the fused path; the index after the last one
+    run (less than the epoch's steps if ``stop`` was signalled). Nothing is read back here."""
+    for batch in range(first, fused.steps):
+        fused.step(batch)
+        for cb in callbacks:
+            cb.on_batch_end(batch)
+        if stop is not None and stop.signum is not None:
+            return batch + 1
+    return fused.steps
 
 
 def _row_weights(model: MLP, labels, m: int, sample_weight, class_weight) -> np.ndarray | None:
