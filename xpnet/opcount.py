@@ -1,4 +1,4 @@
-"""Count the array operations a training step issues on the generic (non-NumPy) path.
+"""Count the array operations (kernel launches on a GPU) a training step issues, on either path.
 
 On CuPy every elementwise operation, reduction, product, gather and copy is a kernel
 launch costing 5-20 us of host time, while an H100 needs 2-4 us to run one at
@@ -103,10 +103,20 @@ OPTIMIZERS = {  # name -> factory; the settings that change the number of operat
 
 
 def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 512, batch: int = 64,
-                 model_settings: dict | None = None) -> dict:
+                 model_settings: dict | None = None, path: str = "generic") -> dict:
     """``{"step": ..., "update": ...}``: array operations per training step in :func:`xpnet.fit`
-    (median over an epoch's full batches) and in the optimizer's update alone, on
-    array-api-strict, for an ``MLP(layers, **model_settings)``. Needs array-api-strict (the test extra)."""
+    (median over an epoch's full batches) and in the optimizer's update alone, for an
+    ``MLP(layers, **model_settings)``.
+
+    ``path="generic"`` (default): the generic step, counted on array-api-strict (needs the test
+    extra), each operation one launch on a GPU. ``path="fused"``: :class:`xpnet.fused.FusedStep`
+    run on NumPy with the kernels built by the C compiler (:class:`xpnet.kernels.HostKernels`), the
+    same sequence of calls as on CuPy, its launches counted (kernels, products, column sums).
+    """
+    if path == "fused":
+        return _fused_launches(layers, optimizer, rows, batch, model_settings)
+    if path != "generic":
+        raise ValueError(f"path={path!r} is not a path: expected 'generic' or 'fused'")
     import array_api_strict
 
     from .model import MLP
@@ -135,3 +145,25 @@ def ops_per_step(layers=(784, 128, 64, 10), optimizer: str = "sgd", rows: int = 
         fit(model, X, y, opt, epochs=1, batch_size=batch, verbose=False, callbacks=[Mark()])
     steps = [b - a for a, b in zip(marks[:-1], marks[1:])]
     return {"step": int(statistics.median(steps)), "update": int(statistics.median(update_counts))}
+
+
+def _fused_launches(layers, optimizer: str, rows: int, batch: int, model_settings: dict | None) -> dict:
+    """:func:`ops_per_step` for ``path="fused"``."""
+    from .kernels import HostKernels
+    from .model import MLP
+    from .train import Callback, fit
+
+    settings = dict(model_settings or {})
+    kernels = HostKernels(settings.get("dtype", "float32"))
+    X = np.random.default_rng(0).normal(size=(rows, layers[0])).astype(settings.get("dtype", "float32"))
+    y = np.arange(rows) % layers[-1]
+    marks: list[int] = []
+
+    class Mark(Callback):
+        def on_batch_end(self, batch):
+            marks.append(kernels.launches)
+
+    model = MLP(list(layers), seed=0, **settings)
+    fit(model, X, y, OPTIMIZERS[optimizer](), epochs=1, batch_size=batch, verbose=False, callbacks=[Mark()], path=kernels)
+    steps = [b - a for a, b in zip(marks[:-1], marks[1:])]
+    return {"step": int(statistics.median(steps)), "update": 1}  # one kernel updates the whole flat buffer

@@ -30,7 +30,7 @@ from .faults import OutOfMemory, StopOnSignal, TrainingDiverged, TrainingInterru
 from .fused import PATHS, FusedStep, unsupported
 from .history import History
 from .io import check_writable
-from .kernels import kernels_for
+from .kernels import Kernels, kernels_for
 from .model import MLP
 from .optim import SGD, Optimizer
 from .validate import check_choice, check_positive
@@ -267,7 +267,7 @@ def fit(
     clip_norm: float | None = None,
     sample_weight: Any = None,
     class_weight: Any = None,
-    path: str = "auto",
+    path: Any = "auto",
 ) -> History:
     """Train ``model`` on ``(X, y)`` by mini-batch gradient descent.
 
@@ -341,7 +341,9 @@ def fit(
             and counts), for a softmax cross-entropy classifier with class-label ``y``, trained by
             SGD or Adam (``form="pytorch"``, no ``clip_norm``) in one process; a ``ValueError``
             says what else stands in the way. ``"auto"`` (default): fused on CuPy where it
-            applies and ``reuse_buffers`` is on, generic otherwise.
+            applies and ``reuse_buffers`` is on, generic otherwise. A :class:`xpnet.kernels.Kernels`
+            object is ``"fused"`` with that kernel set (its counts of launches, reads and
+            allocations are then the caller's to read).
     """
     comm = as_communicator(comm)
     # across ranks, an error before training starts is raised by every rank; one during it ends the job
@@ -352,7 +354,8 @@ def fit(
             batch_size = check_positive(batch_size, "batch_size", integer=True)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
-        path = check_choice(path, "path", PATHS)
+        if not isinstance(path, Kernels):
+            path = check_choice(path, "path", PATHS)
         optimizer = SGD(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise ValueError(f"optimizer={optimizer!r} is not an optimizer: expected xpnet.SGD or xpnet.Adam")
@@ -519,7 +522,7 @@ def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, i
     count = xp.sum(xp.stack(corrects)) if corrects else xp.zeros((), dtype=wide, device=array_api_compat.device(flat))
     parts += [xp.reshape(xp.astype(count, wide), (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
     record = to_numpy(xp.concat(parts))
-    return record[:-2].astype(flat.dtype), int(round(float(record[-2]))), bool(record[-1])
+    return record[:-2].astype(to_numpy(flat[:0]).dtype), int(round(float(record[-2]))), bool(record[-1])
 
 
 def _fused_step(model, optimizer, path, reuse_buffers, label_vector, processes, Xd, labels, Wd, batch_size):
@@ -528,10 +531,11 @@ def _fused_step(model, optimizer, path, reuse_buffers, label_vector, processes, 
         return None
     reason = unsupported(model, optimizer, label_vector, processes)
     if reason is not None:
-        if path == "fused":
+        if path != "auto":
             raise ValueError(f"path='fused' cannot train this run: {reason}; use path='generic' or 'auto'")
         return None
-    return FusedStep(model, optimizer, kernels_for(model.backend, model.dtype), Xd, labels, Wd, batch_size)
+    kernels = path if isinstance(path, Kernels) else kernels_for(model.backend, model.dtype)
+    return FusedStep(model, optimizer, kernels, Xd, labels, Wd, batch_size)
 
 
 def _run_fused(fused: FusedStep, first: int, callbacks, stop) -> int:
