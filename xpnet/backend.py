@@ -128,7 +128,13 @@ class Backend:
         return None
 
     def asarray(self, a, dtype=None):
-        """Move ``a`` (host or device array) onto this backend's device, once."""
+        """Move ``a`` (host or device array) onto this backend's device, once.
+
+        Another library's array goes through the host. A CuPy array on another GPU is copied
+        onto this one: ``xp.asarray`` runs with this device current, where CuPy copies an array
+        that lives elsewhere (``_array_from_cupy_ndarray`` compares the array's device with the
+        current one); an array already here is returned as it is.
+        """
         if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray):
             if array_api_compat.array_namespace(a) is not self.xp:
                 a = to_numpy(a)  # another library's array: go through the host
@@ -138,16 +144,23 @@ class Backend:
 
     @property
     def supports_out(self) -> bool:
-        """Whether :attr:`nx` honours ``out=`` (NumPy); elsewhere the math allocates."""
-        return self.is_numpy
+        """Whether :attr:`nx` honours ``out=`` (NumPy, CuPy); elsewhere the math allocates."""
+        return self.is_numpy or self.is_cupy
 
     @cached_property
     def nx(self):
-        """The namespace for the hot loop: NumPy itself, which honours ``out=`` (and
-        ``take(mode=...)``), or for any other namespace a view of ``xp`` that accepts
-        and ignores those keywords. Code written against ``nx`` passes ``out=`` as a
-        hint and always uses the returned array, so one text serves both."""
-        return np if self.is_numpy else OutIgnored(self.xp)
+        """The namespace for the hot loop. NumPy itself, which honours ``out=`` (and
+        ``take(mode=...)``); on CuPy, :class:`OutHonoured`: CuPy's own functions for what takes
+        ``out=`` there, array-api-compat's for the rest; for any other namespace a view of ``xp``
+        that accepts and ignores those keywords. Code written against ``nx`` passes ``out=`` as a
+        hint and always uses the returned array, so one text serves all three."""
+        if self.is_numpy:
+            return np
+        if self.is_cupy:
+            import cupy  # the raw module: array_api_compat.cupy wraps matmul and empty without out=
+
+            return OutHonoured(cupy, self.xp)
+        return OutIgnored(self.xp)
 
     @cached_property
     def mutable(self) -> bool:
@@ -186,11 +199,49 @@ class OutIgnored:
         return call
 
 
+# What the hot loop calls with out= that CuPy 14 honours: ufuncs (out= on every one), matmul (a
+# gufunc), the reductions sum/max/argmax/all, take, and the allocators. tests/test_cupy_path.py
+# records every name the step calls through nx, and checks these against the installed CuPy.
+CUPY_OUT = frozenset({
+    "add", "subtract", "multiply", "divide", "negative", "maximum", "minimum", "abs", "exp", "log", "sqrt", "tanh",
+    "equal", "greater_equal", "matmul", "sum", "max", "argmax", "all", "take", "empty", "empty_like",
+})
+
+
+class OutHonoured:
+    """CuPy's ``nx``: the names in ``names`` are the raw ``cupy`` module's, which honour ``out=``;
+    every other name is ``xp``'s (array_api_compat.cupy) with ``out=`` dropped, as :class:`OutIgnored`.
+
+    ``take`` drops NumPy's ``mode=``, which CuPy's lacks (its indices wrap; the loop's are in range).
+    """
+
+    def __init__(self, raw, xp, names: frozenset = CUPY_OUT):
+        self._raw, self._names, self._rest = raw, names, OutIgnored(xp)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._names:
+            attr = getattr(self._rest, name)
+        elif name == "take":
+            take = self._raw.take
+
+            def attr(a, indices, axis=None, out=None, mode=None):
+                return take(a, indices, axis, out)
+
+            attr.__name__ = "take"
+        else:
+            attr = getattr(self._raw, name)
+        setattr(self, name, attr)  # cache: __getattr__ runs once per name
+        return attr
+
+
 class Buffers:
-    """Reused output arrays for the hot loop, keyed by role and shape.
+    """Reused output arrays for the hot loop, keyed by role and shape, made on the backend's device.
 
     Hands out ``None`` (allocate as usual) when disabled or when the backend has no
-    ``out=``; the arrays it hands out are overwritten by the next step.
+    ``out=`` (every namespace but NumPy and CuPy); the arrays it hands out are overwritten by
+    the next step.
     """
 
     def __init__(self, backend: Backend | None = None, enabled: bool = True):
@@ -204,7 +255,19 @@ class Buffers:
         full_key = (key, shape)
         out = self._arrays.get(full_key)
         if out is None:
-            out = self._arrays[full_key] = self._backend.nx.empty(shape, dtype=dtype)
+            with self._backend.activate():
+                out = self._arrays[full_key] = self._backend.nx.empty(shape, dtype=dtype)
+        return out
+
+    def row_starts(self, m: int, k: int):
+        """``(m,)`` int64 ``0, k, 2k, ...``: where each row of a C-ordered ``(m, k)`` array starts in
+        its flat view; made once per ``(m, k)`` and never overwritten (``None`` when disabled)."""
+        if not self.enabled:
+            return None
+        full_key = (("row_starts", k), (m,))
+        out = self._arrays.get(full_key)
+        if out is None:
+            out = self._arrays[full_key] = self._backend.asarray(np.arange(0, m * k, k, dtype=np.int64))
         return out
 
 
@@ -398,6 +461,17 @@ def _cupy_backend(device: str) -> Backend:
     import array_api_compat.cupy as xp
 
     return Backend("cupy", xp, gpu, f"cuda:{index}")
+
+
+def activated(a) -> contextlib.AbstractContextManager:
+    """Make CuPy array ``a``'s GPU current inside the block, as :meth:`Backend.activate` does for a
+    backend (re-entrant, per thread); a no-op for any other array. For code given arrays, not a backend."""
+    if not array_api_compat.is_cupy_array(a):
+        return contextlib.nullcontext()
+    device = a.device
+    if getattr(_CURRENT, "device", None) == device.id:
+        return contextlib.nullcontext()
+    return _entered(type(device)(device.id))
 
 
 def on_device(method):

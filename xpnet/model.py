@@ -6,7 +6,7 @@ The classic tutorials keep samples as columns and write ``Z = W X + b`` with
 ``W`` of shape ``(n_l, n_{l-1})``: their ``W`` is our ``W.T`` and their ``Z`` our ``Z.T``.
 
 Every array operation goes through ``self.backend.xp``, or in the training step
-``self.backend.nx`` (the same namespace, plus ``out=`` where NumPy honours it), so
+``self.backend.nx`` (the same namespace, plus ``out=`` where NumPy and CuPy honour it), so
 the same code runs on NumPy, CuPy and any array-API namespace.
 
 Parameters live in one contiguous buffer per model, :attr:`MLP.flat`: the weights
@@ -30,7 +30,7 @@ from .backend import NO_BUFFERS, Backend, Buffers, get_backend, mutable_backend,
 from .batches import batch_spans
 from .faults import check_memory
 from .flat import Layout, ParamList
-from .labels import check_classes, count_correct, decode_labels, encode_labels, infer_classes, labels_of, preview
+from .labels import check_classes, count_correct, decode_labels, encode_labels, infer_classes, labels_of, preview, step_correct
 from .losses import DEFAULT_LOSS, LOSSES, LossSettings, loss_settings, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
 from .validate import as_array, check_choice, check_features, check_range, check_sizes, check_targets
@@ -227,6 +227,7 @@ class MLP:
         return self._params
 
     @params.setter
+    @on_device
     def params(self, arrays: Sequence) -> None:
         arrays = list(arrays)
         if len(arrays) != len(self.layout):
@@ -460,8 +461,8 @@ class MLP:
                 loss stays the unweighted sum, unless ``weighted_loss``.
             weighted_loss: with ``row_weights``, return the weighted sum ``sum_i w_i loss_i``
                 instead (:func:`xpnet.fit`'s; one more evaluation of the output and the loss).
-            buf: reused arrays (NumPy); the gradient is then a buffer of ``buf``,
-                valid until the next call.
+            buf: reused arrays (NumPy, CuPy); the gradient is then a buffer of ``buf``,
+                written in place (no concatenation), valid until the next call.
 
         Returns:
             :class:`Gradient`: the loss summed over the rows (0-d), the correct count
@@ -483,19 +484,7 @@ class MLP:
             dZ *= scale  # dZ is a fresh array here
         if row_weights is not None:  # dZ is ours (fresh or a buffer): weight its rows in place
             dZ *= nx.reshape(row_weights, (m, 1))
-        correct = None
-        if onehot and self.multilabel:  # subset accuracy: every unit on the right side of 0.5 (z >= 0)
-            correct = nx.sum(nx.astype(nx.all((Z >= 0.0) == (Y >= 0.5), axis=1), Z.dtype))
-        elif onehot and Z.shape[1] > 1:  # Y's entry at the arg-max: 1 exactly when the prediction is right
-            pick = nx.reshape(nx.argmax(Z, axis=1), (m, 1))
-            correct = nx.sum(nx.take_along_axis(Y, pick, axis=1))
-        elif labels is not None:
-            if Z.shape[1] > 1:
-                pred = nx.argmax(Z, axis=1)
-            else:  # one unit: sigmoid(z) >= 0.5 exactly when z >= 0
-                pred = nx.astype(Z[:, 0] >= 0.0, labels.dtype)
-            correct = nx.sum(nx.astype(pred == labels, Z.dtype))
-
+        correct = step_correct(nx, Z, Y, labels, onehot, bool(self.multilabel), buf)
         grad_flat = buf("grad", (self.n_params,), Z.dtype)
         grads = [None] * len(self.layout) if grad_flat is None else self.views(grad_flat)
         hidden_backward = ACTIVATIONS[self.activation].backward
@@ -634,16 +623,19 @@ class MLP:
             out["balanced_accuracy"] = float(np.mean(hits[present] / counts[present]))
         return out
 
+    @on_device
     def to(self, device: Any = "cpu", backend: Any = None) -> MLP:
         """Move the parameters to another device or backend, in place; returns self.
 
         The model gets a new flat buffer there: an optimizer attached to the old one must
-        be attached again (:func:`~xpnet.fit` attaches on every call).
+        be attached again (:func:`~xpnet.fit` attaches on every call). Read here with the old
+        device current, written with the new one current.
         """
         target = mutable_backend(get_backend(backend, device))
-        flat = target.asarray(to_numpy(self.flat))
-        self.backend = target
-        self._bind(flat)
+        host = to_numpy(self.flat)
+        with target.activate():
+            self.backend = target
+            self._bind(target.asarray(host))
         self._device_cache.clear()
         return self
 

@@ -3,8 +3,8 @@
 Updates are in place (``p -= step``), so xpnet needs a namespace whose arrays are
 mutable (NumPy, CuPy, array-api-strict, PyTorch); JAX's immutable arrays are
 refused when a model is built. Intermediates go to one scratch array per updated
-array where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a NumPy
-step allocates nothing; elsewhere the same lines allocate.
+array where the namespace honours ``out=`` (see :attr:`Backend.nx`), so a NumPy or
+CuPy step allocates nothing; elsewhere the same lines allocate.
 
 Weight decay applies to weights only, not to biases (see :class:`Optimizer`).
 
@@ -16,11 +16,14 @@ to the uncorrected root), which :mod:`xpnet.sklearn` uses to follow scikit-learn
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import Any
 
 import array_api_compat
 
+from .backend import OutIgnored, activated
 from .validate import check_choice, check_positive
 
 
@@ -142,6 +145,8 @@ class Optimizer:
         self._t0 = 0  # the step count at which those vectors start
         self.xp = None  # set by attach()
         self.nx = None
+        self._device = contextlib.nullcontext  # () -> a block with the arrays' device current (attach)
+        self._flushes = True  # whether _flush runs: not on CuPy (attach)
         self.bound_to = None  # the array train_step attached this optimizer to
         self.scratch: list = []
         self._decay: list = []  # per array: None, or how many leading elements decay (all: its size)
@@ -232,15 +237,24 @@ class Optimizer:
 
         ``decay``: for each array, whether weight decay applies to it (``True``/``False``)
         or to its first ``n`` elements (an int); default: the 2-D arrays.
-        """
-        if backend is None:
-            from .backend import OutIgnored
 
+        The state is made, and every later :meth:`step` runs, with the arrays' device current
+        (``backend.activate()``; without a backend, the GPU of CuPy arrays).
+        """
+        self._device = backend.activate if backend is not None else functools.partial(activated, params[0])
+        with self._device():
+            self._attach(params, backend, decay)
+
+    def _attach(self, params: list, backend, decay: list | None) -> None:
+        """:meth:`attach` with the device current."""
+        if backend is None:
             self.xp = array_api_compat.array_namespace(*params)
             self.nx, self.scratch = OutIgnored(self.xp), [None] * len(params)
+            self._flushes = not array_api_compat.is_cupy_array(params[0])
         else:
             self.xp, self.nx = backend.xp, backend.nx
             self.scratch = [self.nx.empty_like(p) if backend.supports_out else None for p in params]
+            self._flushes = not backend.is_cupy
         given = decay is not None
         decay = [p.ndim == 2 for p in params] if decay is None else list(decay)
         if len(decay) != len(params):
@@ -281,8 +295,12 @@ class Optimizer:
         with half of ``m`` subnormal, 1.7 s with this flush. Such values change no update
         (they are below 1.2e-38), so zeroing them is exact in effect; doing it every 16
         steps costs 3 array operations per state array, about 0.2 per step.
+
+        Not on CuPy: its kernels are compiled with ``-ftz=true`` (``cupy/cuda/compiler.py``), so
+        its state does not hold subnormals, and a GPU does not slow down on them anyway. Every
+        host namespace flushes (array-api-strict computes with NumPy, on the same CPU).
         """
-        if self.t % self.FLUSH_EVERY:
+        if not self._flushes or self.t % self.FLUSH_EVERY:
             return
         xp = self.xp
         for name in self.STATE:
@@ -308,12 +326,13 @@ class Optimizer:
         arrays. The values are copied into the state arrays made by :meth:`attach`."""
         if hasattr(self, "t"):
             self.t = int(meta["t"])
-        for name in self.STATE:
-            mine = getattr(self, name)
-            if mine is None:
-                continue
-            for target, value in zip(mine, arrays[name], strict=True):
-                target[...] = to_device(value)
+        with self._device():
+            for name in self.STATE:
+                mine = getattr(self, name)
+                if mine is None:
+                    continue
+                for target, value in zip(mine, arrays[name], strict=True):
+                    target[...] = to_device(value)
 
     def step(self, params: list, grads: list) -> None:
         """Update ``params`` (a list of arrays, each changed in place) from ``grads`` (same
@@ -321,10 +340,11 @@ class Optimizer:
         """
         if self.xp is None:
             self.attach(params)
-        if self.clip_norm is not None:
-            grads = self.clip(grads)
-        self.update(params, grads)
-        self._flush()
+        with self._device():  # nested in train_step's block: enters nothing
+            if self.clip_norm is not None:
+                grads = self.clip(grads)
+            self.update(params, grads)
+            self._flush()
 
     def update(self, params: list, grads: list) -> None:
         """The update rule alone, for an attached optimizer: ``params`` changed in place from
