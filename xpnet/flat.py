@@ -78,9 +78,10 @@ class ParamList(list):
             self._write(range(len(self))[index], value)
 
     def _write(self, i: int, value) -> None:
-        """Copy ``value`` into view ``i``, after checking its shape."""
+        """Copy ``value`` into view ``i``, after checking its shape, with the buffer's device current."""
         self._layout.check(i, value)
-        self[i][...] = self._backend.asarray(value, self._dtype)
+        with self._backend.activate():
+            self[i][...] = self._backend.asarray(value, self._dtype)
 
     def _fixed(self, *args, **kwargs):
         raise TypeError("model.params has a fixed layout (views into model.flat): assign its items instead")
