@@ -188,7 +188,7 @@ class OutIgnored:
 
     def __getattr__(self, name):
         attr = getattr(self._xp, name)
-        if not callable(attr):
+        if not callable(attr) or isinstance(attr, type):  # constants and dtypes (NumPy's are classes) as they are
             return attr
 
         def call(*args, out=None, mode=None, **kwargs):
