@@ -274,7 +274,7 @@ def test_bench_pins_every_implementation_to_one_thread_count(host_device, monkey
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
     monkeypatch.setattr(bench, "torch_available", lambda: True)
     monkeypatch.setattr(bench, "cases", lambda device, quick=False: [bench.Case((784, 16, 10), 64, "sgd")])
-    for name in ("xpnet_runner", "torch_runner", "gemm_only_runner"):
+    for name in ("xpnet_runner", "torch_runner", "gemm_only_runner", "fused_runner"):
         monkeypatch.setattr(bench, name, lambda case, device="cpu", name=name: name)
     monkeypatch.setattr(bench, "reference_runner", lambda case: "reference_runner")
     monkeypatch.setattr(bench, "gemm_gflops", lambda device, dtype, tf32=False: 1.0)
@@ -288,7 +288,7 @@ def test_bench_pins_every_implementation_to_one_thread_count(host_device, monkey
     before = blas_threads()
     bench.run_suite(host_device, threads=1)
     expected = {"xpnet_runner", "torch_runner", "gemm_only_runner"}
-    assert set(seen) == expected | ({"reference_runner"} if host_device == "cpu" else set())
+    assert set(seen) == expected | ({"reference_runner"} if host_device == "cpu" else {"fused_runner"})
     assert set(seen.values()) == {(1, 1)}
     assert blas_threads() == before and fake_torch.threads == 4  # both restored
 

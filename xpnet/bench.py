@@ -169,6 +169,42 @@ def xpnet_runner(case: Case, device: str = "cpu", reuse_buffers: bool = True) ->
     return run, steps * case.batch
 
 
+def fused_runner(case: Case, device: str = "cpu") -> Runner | None:
+    """xpnet's fused step (:class:`xpnet.fused.FusedStep`): ``_steps_for(case)`` steps over as many
+    resident batches, or one shuffled epoch, data on the device; ``None`` where it has no
+    kernels (on the CPU: no C compiler; there it runs the C build, one thread)."""
+    from .batches import block_sorted
+    from .fused import FusedStep
+    from .kernels import c_compiler, kernels_for
+    from .model import MLP
+    from .optim import SGD, Adam
+
+    if device == "cpu" and c_compiler() is None:
+        return None
+    X, y = dataset(case)
+    model = MLP(case.layers, device=device, dtype=case.dtype)
+    backend = model.backend
+    opt = SGD(0.01) if case.optimizer == "sgd" else Adam(1e-3)
+    opt.attach([model.flat], backend, decay=[model.n_weights])
+    rows = len(X) if case.mode == "epoch" else min(len(X), _steps_for(case) * case.batch)
+    with backend.activate():
+        Xd, _, labels = model.device_data(X[:rows], y[:rows])
+        step = FusedStep(model, opt, kernels_for(backend, case.dtype), Xd, labels, None, case.batch)
+    epochs = iter(range(10**9))
+
+    def run() -> None:
+        with backend.activate():
+            order = None
+            if case.mode == "epoch":  # as fit draws it
+                order = block_sorted(backend.random(0, next(epochs)).permutation(rows), case.batch)
+            step.start_epoch(order, 0, [opt.current_lr] * step.steps, opt.t)
+            for b in range(step.steps):
+                step.step(b)
+            step.finish_epoch(0, step.steps)  # the epoch's one read, and the synchronize
+
+    return run, rows
+
+
 # ------------------------------------------------- the tutorials' plain loop
 def reference_runner(case: Case) -> Runner:
     """The tutorials' plain vectorized NumPy loop (CPU only).
@@ -361,14 +397,17 @@ def gemm_only_runner(case: Case, device: str = "cpu") -> Runner:
     return run, steps * b
 
 
-def op_counts() -> dict[str, int] | None:
-    """Array operations per training step of [784,128,64,10] on the generic path (what each
-    costs a GPU in launches), per optimizer; ``None`` without array-api-strict."""
-    if importlib.util.find_spec("array_api_strict") is None:
+def op_counts(path: str = "generic") -> dict[str, int] | None:
+    """Array operations per training step of [784,128,64,10] (what each costs a GPU in launches),
+    per optimizer, on the generic path (``None`` without array-api-strict) or the fused one
+    (``None`` without a C compiler)."""
+    from .kernels import c_compiler
+
+    if importlib.util.find_spec("array_api_strict") is None if path == "generic" else c_compiler() is None:
         return None
     from .opcount import OPTIMIZERS, ops_per_step
 
-    return {name: ops_per_step(SMALL, name)["step"] for name in OPTIMIZERS}
+    return {name: ops_per_step(SMALL, name, path=path)["step"] for name in OPTIMIZERS}
 
 
 # ------------------------------------------------------------------ roofline
@@ -406,6 +445,7 @@ class Result:
     torch: float | None
     gemm_gflops: float
     gemm_only: float | None = None  # samples/s of the step's matrix products alone (step mode)
+    fused: float | None = None  # samples/s of the fused step (xpnet.fused), where it has kernels
 
     @property
     def roofline(self) -> float:
@@ -417,6 +457,8 @@ class Result:
         out["vs_torch"] = self.xpnet / self.torch if self.torch else None
         out["vs_reference"] = self.xpnet / self.reference if self.reference else None
         out["of_gemm_only"] = self.xpnet / self.gemm_only if self.gemm_only else None
+        out["fused"] = self.fused
+        out["fused_vs_torch"] = self.fused / self.torch if self.fused and self.torch else None
         return out
 
 
@@ -476,6 +518,9 @@ def _run_cases(device, quick, repeats, progress, threads) -> list[Result]:
                 gemm_gflops=gemm[case.dtype],
                 gemm_only=measure(gemm_only_runner(case, device), repeats) if case.mode == "step" else None,
             )
+            # on a GPU only: the CPU's build of the kernels is one thread, for the tests' proof, not for speed
+            fused = fused_runner(case, device) if case.data == "synthetic" and device != "cpu" else None
+            r.fused = measure(fused, repeats) if fused is not None else None
             results.append(r)
             if progress is not None:
                 progress(r)
@@ -510,15 +555,16 @@ def markdown(results: list[Result]) -> str:
 
     lines = [
         "| layers | batch | optimizer | dtype | mode | data | xpnet samples/s | vs PyTorch | vs plain NumPy | roofline "
-        "| of GEMM-only |",
-        "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| of GEMM-only | fused samples/s | fused vs PyTorch |",
+        "| --- | ---: | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         row = r.row()
         lines.append(
             f"| {','.join(map(str, r.case.layers))} | {r.case.batch} | {r.case.optimizer} | {r.case.dtype} | {r.case.mode} "
             f"| {r.case.data} | {r.xpnet:,.0f} | {ratio(row['vs_torch'])} | {ratio(row['vs_reference'])} "
-            f"| {100 * r.roofline:.0f}% | {share(row['of_gemm_only'])} |"
+            f"| {100 * r.roofline:.0f}% | {share(row['of_gemm_only'])} | {'n/a' if r.fused is None else f'{r.fused:,.0f}'} "
+            f"| {ratio(row['fused_vs_torch'])} |"
         )
     return "\n".join(lines)
 

@@ -33,10 +33,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         vs_r = f"{row['vs_reference']:.2f}x plain" if row["vs_reference"] else "plain n/a"
         print(f"{r.case.name:55s} {r.xpnet:>11,.0f}/s  {vs_t:>12}  {vs_r:>12}  roofline {100 * r.roofline:3.0f}%", flush=True)
 
-    counts = bench.op_counts()
+    counts, fused_counts = bench.op_counts(), bench.op_counts("fused")
     ops_line = ("array operations per step of [784,128,64,10] on the generic path (array-api-strict; each one a "
                 "kernel launch on a GPU): " + ", ".join(f"{k} {v}" for k, v in counts.items())) if counts else (
                 "array operations per step: n/a (needs array-api-strict)")
+    ops_line += ("; launches per step on the fused path (xpnet.fused): " + ", ".join(
+        f"{k} {v}" for k, v in fused_counts.items())) if fused_counts else "; fused path: n/a (needs a C compiler to count)"
     print(ops_line, flush=True)
     results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show, threads=blas_threads())
     table = bench.markdown(results)
@@ -57,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("\n".join(compile_lines))
     if getattr(args, "json", None):
         with as_flags(("path", "--json", args.json)), atomic_write(args.json) as f:
-            f.write(json.dumps({"environment": env, "op_counts": counts, "gemm_gflops": gemm,
+            f.write(json.dumps({"environment": env, "op_counts": counts, "fused_launches": fused_counts, "gemm_gflops": gemm,
                                 "results": [r.row() for r in results], "torch_compile": compiled}, indent=1).encode())
     if getattr(args, "markdown", None):
         header = "\n".join(f"- {k}: {v}" for k, v in env.items())
