@@ -67,6 +67,9 @@ def test_runners_do_their_unit_of_work(device, case):
         assert samples > 0 and bench.measure(runner, repeats=1) > 0
     if device == "cpu":
         assert bench.measure(bench.reference_runner(case), repeats=1) > 0
+    fused = bench.fused_runner(case, device)  # the C build on the CPU: None without a C compiler
+    if fused is not None:
+        assert fused[1] > 0 and bench.measure(fused, repeats=1) > 0
 
 
 def test_xpnet_bench_command_writes_table_and_files(device, tmp_path, monkeypatch, capsys):
