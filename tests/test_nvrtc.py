@@ -56,3 +56,25 @@ ptxas info    : Function properties for sgd
 ptxas         .     0 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
 ptxas info    : Used 40 registers, used 0 barriers"""
     assert K.parse_ptxas(log) == {"sgd": {"spill_stores": 8, "spill_loads": 4, "registers": 40}}
+
+
+def _documented(fn) -> str:
+    """The signature line CuPy's Cython functions carry at the top of their docstring."""
+    return (fn.__doc__ or "").strip().splitlines()[0]
+
+
+def test_the_cupy_calls_of_the_kernel_set_exist_in_cupy_14_with_their_keywords():
+    """CupyKernels cannot run here; what it calls is checked against the real wheel instead."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (the test extra has it)")
+    from cupy._core.raw import RawKernel
+
+    assert "code=None" in _documented(cupy.RawModule) and "tuple options=()" in _documented(cupy.RawModule)
+    assert "get_function(self, str name)" in _documented(cupy.RawModule.get_function)
+    assert "__call__(self, grid, block, args, \\*, shared_mem=0)" in cupy._core.raw.RawKernel.__call__.__doc__
+    assert "stream" not in RawKernel.__call__.__doc__.split("Args:")[1]  # launches go to the current stream
+    assert "non_blocking (bool)" in cupy.cuda.Stream.__doc__ and hasattr(cupy.cuda.Stream, "__enter__")
+    assert "wait_event(self, event)" in _documented(cupy.cuda.Stream.wait_event)
+    assert "record(self, event=None)" in _documented(cupy.cuda.Stream.record)
+    assert "get(self, stream=None" in _documented(cupy.ndarray.get) and "blocking=True" in _documented(cupy.ndarray.get)
+    assert "set(self, arr, stream=None)" in _documented(cupy.ndarray.set)
+    assert callable(cupy.cuda.get_current_stream) and callable(cupy.ndarray.fill)

@@ -120,6 +120,7 @@ class FusedStep:
         """
         self.shuffled = order is not None
         self.order = order if order is not None else self.none_i64
+        self.k.follow()  # the step's stream waits for what was queued before it (data, order, weights)
         self.k.upload(np.array([first], dtype=np.int64), self.pos)
         self.k.upload(np.array([t_before, *rates], dtype=np.float64), self.sched)
         self.k.fill(self.record, 0)
@@ -130,6 +131,11 @@ class FusedStep:
         The batch's position comes from the device counter; ``batch`` only picks the buffers
         of its row count and is checked against the host's count of steps.
         """
+        with self.k.on_stream():
+            self._step(batch)
+        self.opt.t += 1  # the host's count, for checkpoints (the device's comes from sched)
+
+    def _step(self, batch: int) -> None:
         k, model, opt = self.k, self.model, self.opt
         rows = self.spans[batch][1] - self.spans[batch][0]
         buf, params, sizes = self.buffers[rows], model.params, model.sizes
@@ -164,10 +170,10 @@ class FusedStep:
             velocity = opt.velocity[0] if opt.momentum else self.none_real
             k("sgd", n, model.flat, self.grad, velocity, self.scalars, n, n_decay, opt.momentum, opt.weight_decay,
               int(opt.nesterov), self.pos, self.bad)
-        opt.t += 1  # the host's count, for checkpoints (the device's comes from sched)
 
     def finish_epoch(self, first: int, done: int) -> tuple[np.ndarray, int, bool]:
         """The epoch's one read: ``(losses of steps first..done-1 (summed over their rows), correct
-        count, whether every weight is finite)``."""
+        count, whether every weight is finite)``. On CuPy it waits for the step's stream, so
+        what runs after it on the default stream (validation, a checkpoint) sees the weights."""
         record = self.k.read(self.record)
         return record[first:done].astype(self.model.dtype), int(round(record[self.steps])), record[self.steps + 1] == 0

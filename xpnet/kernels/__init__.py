@@ -22,6 +22,7 @@ step (:mod:`xpnet.fused`) is built on these counts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -157,6 +158,13 @@ class Kernels:
         self.launches += 1
         self.xp.sum(a, axis=0, out=out)
 
+    def on_stream(self):
+        """A context manager: the block's launches go to this kernel set's stream (a no-op here)."""
+        return contextlib.nullcontext()
+
+    def follow(self) -> None:
+        """Make this kernel set's stream wait for the work queued before (a no-op here)."""
+
     def fill(self, a, value: float = 0) -> None:
         """Set every element of device array ``a`` (between epochs, not inside a step)."""
         self.launches += 1
@@ -247,15 +255,33 @@ class HostKernels(Kernels):
 # ------------------------------------------------------------------- GPU
 class CupyKernels(Kernels):
     """The kernels compiled by NVRTC (through CuPy, on first use, cached by CuPy) and launched
-    on the current CuPy device and stream; products through ``cupy.matmul`` (cuBLAS)."""
+    on the current CuPy device; products through ``cupy.matmul`` (cuBLAS).
+
+    The fused step runs on a stream of its own (``stream``, non-blocking: what a CUDA graph
+    capture needs), entered per step (:meth:`on_stream`). It does not wait for CuPy's default
+    stream by itself: :meth:`follow` makes it wait for what was queued there (the data's upload,
+    an epoch's order), and the epoch's read waits for the stream.
+    """
 
     def __init__(self, dtype: str):
         super().__init__(dtype)
         import cupy
 
         self.xp = cupy
+        self.stream = cupy.cuda.Stream(non_blocking=True)
         self._module = cupy.RawModule(code=module_source(dtype, "cuda"), options=NVRTC_OPTIONS)
         self._scalars = {"double": np.float64, "long long": np.int64, "int": np.int32}
+
+    def on_stream(self):
+        return self.stream
+
+    def follow(self) -> None:
+        self.stream.wait_event(self.xp.cuda.get_current_stream().record())
+
+    def fill(self, a, value: float = 0) -> None:
+        self.launches += 1
+        with self.stream:
+            a.fill(value)
 
     @cached_property
     def _functions(self) -> dict:
@@ -264,13 +290,14 @@ class CupyKernels(Kernels):
     def _launch(self, name, items, params, args) -> None:
         blocks = min(MAX_BLOCKS, (items + BLOCK - 1) // BLOCK)
         values = tuple(a if p.pointer else self._scalars[p.kind](a) for p, a in zip(params, args))
-        self._functions[name]((blocks,), (BLOCK,), values)
+        self._functions[name]((blocks,), (BLOCK,), values)  # on the current stream: on_stream()'s, in a step
 
     def upload(self, host: np.ndarray, out) -> None:
-        out.set(np.ascontiguousarray(host, dtype=out.dtype))  # host to device, into out: no new device array
+        # host to device, into out (no new device array), in order with the stream's launches
+        out.set(np.ascontiguousarray(host, dtype=out.dtype), stream=self.stream)
 
     def _to_host(self, a) -> np.ndarray:
-        return a.get()
+        return a.get(stream=self.stream)  # blocking: waits for the stream's work up to here
 
 
 def nvrtc_compile(dtype: str, arch: str = "sm_90") -> dict:
