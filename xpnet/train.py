@@ -187,7 +187,7 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         grad_hook: ``hook(grad)`` called between backward and update with the flat
             gradient (:attr:`MLP.flat`'s layout); it may change it in place or return a
             replacement (data-parallel training sums it across processes here).
-        buf: reused arrays for NumPy (:class:`~xpnet.backend.Buffers`).
+        buf: reused arrays for NumPy and CuPy (:class:`~xpnet.backend.Buffers`).
         row_weights: ``(m,)`` device weights of the rows (model dtype), or ``None``: each row's
             loss and gradient term times its weight, still divided by ``batch_size`` rows.
 
