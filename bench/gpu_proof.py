@@ -318,15 +318,16 @@ def _mnist(rows: int):
     return d.X_train[:rows], d.y_train[:rows].astype("int64")
 
 
-def _events(gpu: bool):
-    """(record, elapsed ms) for CUDA events on the current stream; on the CPU, no-ops and None."""
+def _events(gpu: bool, stream=None):
+    """(record, elapsed ms) for CUDA events on ``stream`` (default: the current one); on the CPU,
+    no-ops and None."""
     if not gpu:
         return (lambda: None), (lambda a, b: None)
     import cupy
 
     def mark():
         e = cupy.cuda.Event()
-        e.record()
+        e.record(stream)
         return e
 
     def elapsed(a, b):
@@ -334,6 +335,15 @@ def _events(gpu: bool):
         return cupy.cuda.get_elapsed_time(a, b)
 
     return mark, elapsed
+
+
+def _sync_all(backend) -> None:
+    """Wait for every stream of the device (the fused step runs on a stream of its own)."""
+    if backend.is_cupy:
+        import cupy
+
+        with backend.activate():
+            cupy.cuda.Device().synchronize()
 
 
 def fused_setup(device: str, layers, batch: int, steps: int, optimizer: str = "sgd", dtype: str = "float32",
@@ -371,12 +381,12 @@ def time_fused(fs, model, gpu: bool, hook=None) -> dict:
     and the kernels' counters across the timed steps; ``hook`` (a CuPy MemoryHook) is entered
     around the timed steps alone (not the epoch's setup)."""
     backend = model.backend
-    mark, elapsed = _events(gpu)
     k = fs.k
+    mark, elapsed = _events(gpu, getattr(k, "stream", None))  # the step's own stream (CupyKernels.stream)
     with backend.activate():
         for _warm in range(2):
             fs.start_epoch(None, 0, [0.01] * fs.steps, 0)
-            backend.synchronize()
+            _sync_all(backend)
             before = (k.launches, k.reads, k.allocations)
             with hook if (hook is not None and _warm == 1) else contextlib.nullcontext():
                 e0, t0 = mark(), time.perf_counter()
@@ -385,7 +395,7 @@ def time_fused(fs, model, gpu: bool, hook=None) -> dict:
                 host = time.perf_counter() - t0
             e1 = mark()
             gpu_ms = elapsed(e0, e1)
-            backend.synchronize()
+            _sync_all(backend)
     after = (k.launches, k.reads, k.allocations)
     n = fs.steps
     return {"steps": n, "host_us_per_step": 1e6 * host / n, "gpu_us_per_step": None if gpu_ms is None else 1e3 * gpu_ms / n,
@@ -751,7 +761,6 @@ def stage_capture(r: Record) -> None:
     cuBLAS), captured without its products (graph replay against eager launches), and with the products
     through cuBLAS called directly (ctypes, and nvmath-python where installed)."""
     import cupy
-    import numpy as np
 
     from xpnet.backend import get_backend
 
@@ -760,7 +769,10 @@ def stage_capture(r: Record) -> None:
     with backend.activate():
         batch, steps = 64, 200
         fs, model, k = fused_setup("cuda", SMALL, batch, steps, random_on_device=True)
-        stream = cupy.cuda.Stream(non_blocking=True)
+        # the step enters its kernel set's own non-blocking stream (CupyKernels.stream); capture there
+        stream = getattr(k, "stream", None) or cupy.cuda.Stream(non_blocking=True)
+        r.data["stream"] = {"kernel_set_stream": getattr(k, "stream", None) is not None, "ptr": stream.ptr,
+                            "null_stream": stream.ptr == 0}
         buf = fs.buffers[batch]
         state = [model.flat, fs.grad, fs.record, fs.pos, buf["X"], buf["L"], *buf["Z"], *buf["dA"]]
         snap = [a.copy() for a in state]
@@ -771,25 +783,37 @@ def stage_capture(r: Record) -> None:
                 a[...] = s
             cupy.cuda.Device().synchronize()
 
-        # (a) eager on the non-blocking stream, against the same steps on the default stream
-        def eager_on_stream():
+        # (a) eager fused steps on the non-blocking stream, against the generic step on the default stream
+        def eager_on_stream(n=10):
+            from xpnet.backend import Buffers
+            from xpnet.model import MLP
+            from xpnet.optim import SGD
+            from xpnet.train import train_step
+
             restore()
-            fs.start_epoch(None, 0, [0.01] * steps, 0)
-            for i in range(10):
-                fs.step(i)
-            ref = cupy.asnumpy(model.flat)
-            restore()
+            start = cupy.asnumpy(model.flat)
             with stream:
                 fs.start_epoch(None, 0, [0.01] * steps, 0)
-                for i in range(10):
+                for i in range(n):
                     fs.step(i)
                 stream.synchronize()
-            return {"steps": 10, "max_abs_vs_default_stream": float(np.max(np.abs(cupy.asnumpy(model.flat) - ref)))}
+            fused = cupy.asnumpy(model.flat)
+            Xh, yh = cupy.asnumpy(fs.X[: n * batch]), cupy.asnumpy(fs.labels[: n * batch])
+            ref = MLP(list(SMALL), device="cuda", seed=0)
+            opt, buf = SGD(0.01), Buffers(ref.backend, enabled=True)
+            ref.prepare(Xh, yh)  # the class list, as fit learns it
+            Xd, Yd, _ = ref.device_data(Xh, yh)
+            for i in range(n):
+                train_step(ref, opt, Xd[i * batch:(i + 1) * batch], Yd[i * batch:(i + 1) * batch], buf=buf)
+            generic = cupy.asnumpy(ref.flat)
+            restore()
+            return {"steps": n, "stream_ptr": stream.ptr, "update_max_rel_vs_generic": _rel(fused - start, generic - start)}
 
         v = r.attempt("a_eager_non_blocking_stream", eager_on_stream)
         if "error" not in v:
-            r.lines.append(f"(a) eager on a non-blocking stream: ok, weights vs default stream max abs "
-                           f"{v['max_abs_vs_default_stream']:.1e}")
+            r.lines.append(f"(a) eager fused steps on the non-blocking stream (ptr {v['stream_ptr']:#x}): updates vs the "
+                           f"generic step on the default stream, max rel {v['update_max_rel_vs_generic']:.1e} after "
+                           f"{v['steps']} steps")
 
         def capture(step_fn) -> tuple:
             """Capture one step on ``stream``: ``(graph or None, error text or None, end error or None)``."""
@@ -1025,6 +1049,7 @@ def _nvmath_probe(stream, dtype: str) -> dict:
 
 
 def stage_bench(r: Record) -> None:
+    import xpnet.bench as xpnet_bench
     from xpnet.backend import allow_tf32
     from xpnet.bench import Case, flops_per_sample, gemm_gflops, measure, torch_available, torch_runner, xpnet_runner
 
@@ -1060,13 +1085,15 @@ def stage_bench(r: Record) -> None:
             steps = max(3, min(50, int(2e10 / (flops_per_sample(case.layers) * batch))))
 
             def fused_runner(case=case, steps=steps):
+                if hasattr(xpnet_bench, "fused_runner"):  # the harness's own, where it has one
+                    return xpnet_bench.fused_runner(case, device)
                 fs, model, _ = fused_setup(device, case.layers, case.batch, steps, random_on_device=True)
 
                 def run():
                     fs.start_epoch(None, 0, [0.01] * steps, 0)
                     for i in range(steps):
                         fs.step(i)
-                    model.backend.synchronize()
+                    _sync_all(model.backend)
 
                 return run, steps * case.batch
 
@@ -1074,7 +1101,8 @@ def stage_bench(r: Record) -> None:
                 res = {"layers": list(case.layers), "batch": case.batch, "optimizer": "sgd", "dtype": "float32",
                        "tf32": tf32, "flops_per_sample": flops_per_sample(case.layers)}
                 res["generic"] = measure(xpnet_runner(case, device), 3)
-                res["fused"] = measure(fused_runner(), 3)
+                runner = fused_runner()
+                res["fused"] = measure(runner, 3) if runner is not None else None
                 res["torch"] = measure(torch_runner(case, device), 3) if have_torch else None
                 return res
 
@@ -1088,10 +1116,11 @@ def stage_bench(r: Record) -> None:
     small = [x for x in rows if x["layers"] == list(SMALL)]
     wide = [x for x in rows if x["layers"] == list(WIDE) and not x["tf32"]]
 
-    def ratio(x):
-        return f"{x['fused'] / x['torch']:.2f}x" if x.get("torch") else "n/a"
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a and b else "n/a"
 
-    r.headline = ", ".join(f"b{x['batch']} fused/torch {ratio(x)} fused/generic {x['fused'] / x['generic']:.2f}x"
+    r.headline = ", ".join(f"{'wide' if x['layers'] == list(WIDE) else 'small'} b{x['batch']} fused/torch "
+                           f"{ratio(x.get('fused'), x.get('torch'))} fused/generic {ratio(x.get('fused'), x['generic'])}"
                            for x in (small[:1] + small[-1:] + wide[-1:]))
     r.lines.append("table: bench.md")
     r.save()
@@ -1108,10 +1137,13 @@ def bench_markdown(rows: list[dict], gemm) -> str:
               "| generic/PyTorch | fused TFLOP/s |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for x in rows:
         t = x.get("torch")
-        fused_vs, generic_vs = ("n/a", "n/a") if not t else (f"{x['fused'] / t:.2f}x", f"{x['generic'] / t:.2f}x")
+        fu = x.get("fused")
+        fused_vs = f"{fu / t:.2f}x" if fu and t else "n/a"
+        generic_vs = f"{x['generic'] / t:.2f}x" if t else "n/a"
+        fused_generic = f"{fu / x['generic']:.2f}x" if fu else "n/a"
+        tflops = f"{fu * x['flops_per_sample'] / 1e12:.2f}" if fu else "n/a"
         lines.append(f"| {','.join(map(str, x['layers']))} | {x['batch']} | {'on' if x['tf32'] else 'off'} | {f(x['generic'])} "
-                     f"| {f(x['fused'])} | {x['fused'] / x['generic']:.2f}x | {f(t)} | {fused_vs} | {generic_vs} "
-                     f"| {x['fused'] * x['flops_per_sample'] / 1e12:.2f} |")
+                     f"| {f(fu)} | {fused_generic} | {f(t)} | {fused_vs} | {generic_vs} | {tflops} |")
     return "\n".join(lines) + "\n"
 
 
