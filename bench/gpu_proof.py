@@ -681,7 +681,7 @@ def stage_pytest(r: Record) -> None:
         r.skip("XPNET_REQUIRE_GPU=1 pytest -m cuda: no GPU (the dry run collects the selection only)")
     else:
         env["XPNET_REQUIRE_GPU"] = "1"
-        cmd = [*base, *(["-n", "8"] if have_xdist else []), *(["--timeout", "120"] if have_timeout else [])]
+        cmd = [*base, *(["-n", "8"] if have_xdist else []), *(["--timeout", "60"] if have_timeout else [])]
     r.data["plugins"] = {"xdist": have_xdist, "timeout": have_timeout}
     if not have_xdist:
         r.lines.append("pytest-xdist absent: run serially")
@@ -707,7 +707,7 @@ def stage_pytest(r: Record) -> None:
     r.save()
     if failed_ids and r.left() > 15:
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "-W", "default",
-               *(["--timeout", "120"] if have_timeout else []), *failed_ids[:40]]
+               *(["--timeout", "60"] if have_timeout else []), *failed_ids[:40]]
         append(r.out, "pytest.txt", f"\n== rerun of the failures, warnings shown: {' '.join(cmd[2:])}")
         with open(os.path.join(r.out, "pytest.txt"), "a", encoding="utf-8") as log:
             rc2, seconds2 = run_child(cmd, r.left(), env, stdout=log)
