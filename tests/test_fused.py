@@ -194,3 +194,36 @@ def test_the_automatic_choice_is_fused_on_cupy_and_generic_on_numpy(native_backe
         models[path] = xpnet.to_numpy(model.flat)
     np.testing.assert_allclose(models["fused"], models["generic"], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(models["auto"], models["fused" if native_backend.is_cupy else "generic"])
+
+
+def test_a_fortran_ordered_X_is_made_c_ordered_once():
+    X, y = _data(dtype="float64")
+    a = xpnet.MLP([12, 9, 4], seed=2, dtype="float64")
+    b = xpnet.MLP([12, 9, 4], seed=2, dtype="float64")
+    xpnet.fit(a, X, y, xpnet.SGD(0.1), epochs=2, verbose=False, path="fused")
+    xpnet.fit(b, np.asfortranarray(X), y, xpnet.SGD(0.1), epochs=2, verbose=False, path="fused")
+    np.testing.assert_array_equal(b.flat, a.flat)
+
+
+def test_a_callback_that_raises_mid_epoch_leaves_the_step_s_stream_finished():
+    X, y = _data(dtype="float32")
+    kernels = K.HostKernels("float32")
+    waited = []
+    kernels.synchronize = lambda: waited.append(True)
+
+    class Boom(xpnet.Callback):
+        def on_batch_end(self, batch):
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        xpnet.fit(xpnet.MLP([12, 4]), X, y, epochs=1, verbose=False, path=kernels, callbacks=[Boom()])
+    assert waited == [True]
+
+
+def test_the_epoch_s_correct_count_is_exact_beyond_float32():
+    from xpnet.train import _epoch_record
+
+    flat = np.zeros(3, np.float32)
+    _, correct, finite = _epoch_record(np, flat, [np.float32(1.0)] * 3, [np.float32(63)] * 300001)
+    assert correct == 63 * 300001 and finite

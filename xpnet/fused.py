@@ -1,4 +1,4 @@
-"""The fused training step: the common step in 18 launches, from :mod:`xpnet.kernels`.
+"""The fused training step: the common step in 18 launching calls, from :mod:`xpnet.kernels`.
 
 The generic step (:func:`xpnet.train.train_step`) is written once in ``xp`` and issues one
 array operation per elementwise step: on a GPU each is a kernel launch, and at MNIST sizes
@@ -13,8 +13,9 @@ common case, a softmax cross-entropy classifier trained by SGD or AdamW, in
 - 1 update over the flat buffer (which also checks the weights are finite and advances the
   step counter):
 
-18 launches for ``[784, 128, 64, 10]`` with SGD, momentum or AdamW alike (the generic path on
-a GPU: 39 to 49 array operations, each at least one launch). Every array is made before the
+18 calls for ``[784, 128, 64, 10]`` with SGD, momentum or AdamW alike, each at least one kernel
+launch (a cuBLAS product may run two, split-K); the generic path on a GPU: 39 to 49 array
+operations, each at least one launch. Every array is made before the
 first step; a step reads nothing back to the host and allocates nothing; the epoch's per-step
 losses, correct count and weight check come back in one read (:meth:`FusedStep.finish_epoch`).
 The learning rate and the step count live on the device (``sched``, ``step``), so a step is
@@ -78,7 +79,9 @@ class FusedStep:
         if kernels.dtype != model.dtype:
             raise ValueError(f"kernels for {kernels.dtype} with a {model.dtype} model")
         k, self.k, self.model, self.opt = kernels, kernels, model, optimizer
-        self.X, self.labels, self.weights = X, labels, weights
+        # the kernels index rows by hand: C order (a Fortran-ordered X, a pandas frame's, is copied once)
+        self.X, self.labels = k.contiguous(X), k.contiguous(labels)
+        self.weights = None if weights is None else k.contiguous(weights)
         self.spans = batch_spans(X.shape[0], batch_size)
         self.batch = self.spans[0][1] - self.spans[0][0]
         self.steps = len(self.spans)

@@ -39,7 +39,8 @@ from .validate import check_choice, check_positive
 class Callback:
     """Hooks called by :func:`fit`; override what you need. Return True from
     ``on_epoch_end`` to stop training. ``on_batch_end`` runs on the host after a
-    step is queued; it must not read device arrays (that would sync every step).
+    step is queued; it must not read device arrays (that would sync every step), nor
+    write them (on CuPy's fused path the step runs on a stream of its own: see :func:`fit`'s ``path``).
     A callback with state that a checkpoint should keep defines ``state()`` ->
     ``(dict, list of arrays)`` and ``load_state(dict, arrays, model)``."""
 
@@ -341,7 +342,10 @@ def fit(
             and counts), for a softmax cross-entropy classifier with class-label ``y``, trained by
             SGD or Adam (``form="pytorch"``, no ``clip_norm``) in one process; a ``ValueError``
             says what else stands in the way. ``"auto"`` (default): fused on CuPy where it
-            applies and ``reuse_buffers`` is on, generic otherwise. A :class:`xpnet.kernels.Kernels`
+            applies and ``reuse_buffers`` is on, generic otherwise. On the fused path a step
+            runs on a stream of its own, and an epoch's rates are set when it starts: a callback's
+            ``on_batch_end`` should not write device arrays (the weights may be mid-update) and a
+            rate it sets takes effect from the next epoch. A :class:`xpnet.kernels.Kernels`
             object is ``"fused"`` with that kernel set (its counts of launches, reads and
             allocations are then the caller's to read).
     """
@@ -455,7 +459,10 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 rates = (optimizer.rates(epoch, epochs, len(spans), t_before) if optimizer.per_step
                          else [optimizer.current_lr] * len(spans))
                 fused.start_epoch(order, first, rates, t_before)
-                done = _run_fused(fused, first, callbacks, agreed)
+                try:
+                    done = _run_fused(fused, first, callbacks, agreed)
+                finally:  # whatever raised, nothing of the step's stream still runs on freed buffers
+                    fused.k.synchronize()
                 step_losses, correct, finite = fused.finish_epoch(first, done)  # the epoch's one read
             else:
                 losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
@@ -517,10 +524,11 @@ def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, i
     """An epoch of the generic path, read back at once: ``(each step's loss (host array, the
     model dtype), the correct count, whether every weight in ``flat`` is finite)``, from the
     steps' 0-d device losses and counts: one device read (and sync) for the three."""
-    wide = xp.float64 if flat.dtype == xp.float64 else flat.dtype
+    wide = xp.float64  # the correct count summed exactly (float32 would lose a row above 2^24)
     parts = [xp.astype(xp.stack(losses), wide)] if losses else []
-    count = xp.sum(xp.stack(corrects)) if corrects else xp.zeros((), dtype=wide, device=array_api_compat.device(flat))
-    parts += [xp.reshape(xp.astype(count, wide), (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
+    count = (xp.sum(xp.astype(xp.stack(corrects), wide)) if corrects
+             else xp.zeros((), dtype=wide, device=array_api_compat.device(flat)))
+    parts += [xp.reshape(count, (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
     record = to_numpy(xp.concat(parts))
     return record[:-2].astype(to_numpy(flat[:0]).dtype), int(round(float(record[-2]))), bool(record[-1])
 

@@ -15,9 +15,13 @@ correct count, summed in double) and the benign ``bad[0] = 1`` writes of the upd
 On the CPU they are one thread's plain adds and writes; their GPU form is the device run's
 to show (issue 21's script).
 
-Both kernel sets count what they do: ``launches`` (kernels, matrix products, column sums:
-each one launch on a GPU), ``reads`` (device-to-host copies) and ``allocations``; the fused
-step (:mod:`xpnet.fused`) is built on these counts.
+Both kernel sets count what they do: ``launches`` (calls that each start at least one kernel
+on a GPU: fused kernels, matrix products, whose cuBLAS call may run two kernels (split-K),
+column sums), ``reads`` (device-to-host copies) and ``allocations``; the fused step
+(:mod:`xpnet.fused`) is built on these counts.
+
+The GPU build differs from the C build in one documented way: CuPy compiles with
+``-ftz=true``, so float32 subnormals (below 1.2e-38) are flushed to zero there.
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ import numpy as np
 
 KERNELS = ("gather", "bias_act", "softmax_xent", "act_backward", "sgd", "adam")  # one file each: NAME.cu
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4}  # bias_act's `act`
-NVRTC_OPTIONS = ("-std=c++17",)  # what CupyKernels compiles with, and the nvrtc test (plus -arch)
+# What CupyKernels compiles with. --fmad=false: each product and sum rounded on its own, as in the C
+# build (-ffp-contract=off) and the generic path's ufuncs (NVRTC would fuse a*b+c otherwise); the
+# kernels are bound by memory, not arithmetic. CuPy adds CUPY_ADDED to every RawModule compile.
+NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")
+CUPY_ADDED = ("-ftz=true", "--device-as-default-execution-space")  # float32 subnormals flushed on the GPU
 C_OPTIONS = ("-O2", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 BLOCK = 256  # threads per block on a GPU
 MAX_BLOCKS = 1024  # a grid-stride loop covers the rest
@@ -120,10 +128,12 @@ class Kernels:
         if dtype not in _CTYPE:
             raise ValueError(f"dtype={dtype!r} is not a kernel dtype: expected 'float32' or 'float64'")
         self.dtype = dtype
-        self.launches = 0  # kernel launches: fused kernels, matrix products, column sums, fills
+        self.launches = 0  # calls that launch: fused kernels, matrix products, column sums, fills
         self.reads = 0  # device-to-host copies
         self.allocations = 0  # arrays made by empty()
         self.signatures = {name: signature(name) for name in KERNELS}
+        self._checked: set = set()  # (kernel, ids of its arguments) already checked
+        self._keep: list = []  # the arrays behind those ids, kept alive so that no id is reused
 
     # the arrays ------------------------------------------------------------
     xp: Any = None  # the array module of this kernel set (numpy, cupy)
@@ -134,8 +144,21 @@ class Kernels:
 
     # counted work ----------------------------------------------------------
     def __call__(self, name: str, items: int, *args) -> None:
-        """Launch kernel ``name`` over ``items`` work items with ``args`` in its declared order."""
+        """Launch kernel ``name`` over ``items`` work items with ``args`` in its declared order.
+
+        The arrays are checked (dtype, C order) the first time each set of them is passed: the
+        fused step passes the same arrays every step, so a warm step pays no check."""
         params = self.signatures[name]
+        key = (name, *(id(a) for a in args))
+        if key not in self._checked:
+            self._check(name, params, args)
+            self._checked.add(key)
+            self._keep.append(args)
+        self.launches += 1
+        if items > 0:
+            self._launch(name, items, params, args)
+
+    def _check(self, name: str, params: list, args: tuple) -> None:
         if len(args) != len(params):
             raise TypeError(f"kernel {name} takes {len(params)} arguments ({', '.join(p.name for p in params)}), "
                             f"got {len(args)}")
@@ -144,9 +167,6 @@ class Kernels:
                 want = np.dtype(self.dtype if _NUMPY_KIND[p.kind] is None else _NUMPY_KIND[p.kind])
                 if a.dtype != want or not a.flags.c_contiguous:
                     raise TypeError(f"kernel {name}: {p.name} must be a C-contiguous {want} array, got {a.dtype}")
-        self.launches += 1
-        if items > 0:
-            self._launch(name, items, params, args)
 
     def matmul(self, a, b, out) -> None:
         """``out = a @ b`` (a matrix product: one library call)."""
@@ -164,6 +184,13 @@ class Kernels:
 
     def follow(self) -> None:
         """Make this kernel set's stream wait for the work queued before (a no-op here)."""
+
+    def synchronize(self) -> None:
+        """Wait until this kernel set's queued work is done (a no-op here)."""
+
+    def contiguous(self, a):
+        """``a`` in C order (itself if it already is; else one copy, made before any step)."""
+        return a if a.flags.c_contiguous else self.xp.ascontiguousarray(a)
 
     def fill(self, a, value: float = 0) -> None:
         """Set every element of device array ``a`` (between epochs, not inside a step)."""
@@ -278,6 +305,9 @@ class CupyKernels(Kernels):
     def follow(self) -> None:
         self.stream.wait_event(self.xp.cuda.get_current_stream().record())
 
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
     def fill(self, a, value: float = 0) -> None:
         self.launches += 1
         with self.stream:
@@ -313,7 +343,7 @@ def nvrtc_compile(dtype: str, arch: str = "sm_90") -> dict:
     prog = nvrtc.createProgram(text, f"xpnet_kernels_{dtype}.cu", [], [])
     try:
         try:
-            nvrtc.compileProgram(prog, [*NVRTC_OPTIONS, f"-arch={arch}", "--ptxas-options=-v"])
+            nvrtc.compileProgram(prog, [*NVRTC_OPTIONS, *CUPY_ADDED, f"-arch={arch}", "--ptxas-options=-v"])
         except nvrtc.NVRTCError as exc:
             raise RuntimeError(f"NVRTC could not compile the {dtype} kernels for {arch}: {exc}\n"
                                f"{nvrtc.getProgramLog(prog)}") from None
