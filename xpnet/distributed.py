@@ -205,6 +205,21 @@ class Communicator:
         """The ``grad_hook`` for :func:`xpnet.train_step`: see :class:`GradientSum`."""
         return GradientSum(self, backend, n, dtype, stop)
 
+    def row_sum(self, backend):
+        """Batch norm's sum over the ranks (synchronized batch norm): ``fn(a) -> the sum of ``a``
+        over every rank``, for a small device array (a layer's per-unit sums). Each call is one
+        ``Allreduce`` through the host (float64), four per batch-normed layer and step."""
+        if self.size == 1:
+            return None
+        from mpi4py import MPI
+
+        def total(a):
+            host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
+            self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
+            return backend.asarray(host.astype(to_numpy(a).dtype))
+
+        return total
+
     def epoch_sums(self, step_losses: np.ndarray, correct: int) -> tuple[np.ndarray, int]:
         """Each step's loss and the correct count, summed over the ranks (in float64, on the host)."""
         if self.size == 1:

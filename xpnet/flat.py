@@ -1,7 +1,8 @@
 """The layout of a model's one flat parameter buffer, :attr:`MLP.flat <xpnet.MLP.flat>`.
 
-The weights ``W1 ... WL`` come first, then the biases ``b1 ... bL``, so that weight decay
-covers one leading block of :attr:`Layout.n_weights` elements. Anything laid out the same
+The weights ``W1 ... WL`` come first, then the biases ``b1 ... bL``, then each normalized
+hidden layer's scale and shift (``gamma1, beta1, ...``), so that weight decay covers one
+leading block of :attr:`Layout.n_weights` elements (biases, scales and shifts are not decayed). Anything laid out the same
 way (a gradient, an optimizer's moments) has the same per-layer views. :class:`ParamList`
 is the list of views that :attr:`MLP.params <xpnet.MLP.params>` returns.
 """
@@ -16,16 +17,32 @@ from typing import Any
 class Layout:
     """Where each parameter of a network with layer widths ``sizes`` lives in its flat buffer.
 
+    ``normed``: the indices ``l`` (0-based) of the layers whose output is normalized (hidden
+    layers only), each with a scale ``gamma`` and a shift ``beta`` of its width.
+
     Attributes:
-        slices: per parameter, in the order ``[W1, b1, W2, b2, ...]``, its ``(start, stop, shape)``;
-            ``W`` is ``(n_{l-1}, n_l)``, ``b`` ``(n_l,)``.
-        order: the parameters' indices in the order they lie in the buffer (``W1..WL, b1..bL``).
+        names: per parameter, in the order of ``MLP.params``: ``W1, b1`` (then ``gamma1, beta1`` if
+            layer 1 is normalized), ``W2, b2``, ...
+        slices: per parameter, in that order, its ``(start, stop, shape)``; ``W`` is
+            ``(n_{l-1}, n_l)``, ``b``, ``gamma`` and ``beta`` ``(n_l,)``.
+        order: the parameters' indices in the order they lie in the buffer (``W1..WL, b1..bL``,
+            then ``gamma, beta`` per normalized layer).
         n_weights: where the biases begin (how many weights there are).
     """
 
-    def __init__(self, sizes: Sequence[int]):
-        shapes = [s for n_in, n_out in zip(sizes[:-1], sizes[1:]) for s in ((n_in, n_out), (n_out,))]
-        self.order = list(range(0, len(shapes), 2)) + list(range(1, len(shapes), 2))  # W1..WL, b1..bL
+    def __init__(self, sizes: Sequence[int], normed: Sequence[int] = ()):
+        self.names: list[str] = []
+        shapes: list[tuple] = []
+        self._index: dict[tuple[str, int], int] = {}  # (kind, l) -> params index
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            kinds = (("W", (n_in, n_out)), ("b", (n_out,))) + ((("gamma", (n_out,)), ("beta", (n_out,))) if l in normed else ())
+            for kind, shape in kinds:
+                self._index[kind, l] = len(shapes)
+                self.names.append(f"{kind}{l + 1}")
+                shapes.append(shape)
+        n = len(sizes) - 1
+        self.order = ([self._index["W", l] for l in range(n)] + [self._index["b", l] for l in range(n)]
+                      + [i for l in sorted(normed) for i in (self._index["gamma", l], self._index["beta", l])])
         self.slices: list = [None] * len(shapes)  # params index -> (start, stop, shape)
         start = 0
         for i in self.order:
@@ -33,6 +50,11 @@ class Layout:
             self.slices[i] = (start, stop, shapes[i])
             start = stop
         self.n_weights = self.slices[1][0]  # where the biases begin
+        self.size = start  # elements in all
+
+    def index(self, kind: str, l: int) -> int:
+        """The position in ``MLP.params`` of layer ``l``'s (0-based) ``"W"``, ``"b"``, ``"gamma"`` or ``"beta"``."""
+        return self._index[kind, l]
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -50,8 +72,7 @@ class Layout:
         """ValueError unless ``value`` has the shape of parameter ``i`` (``W1`` is 0, ``b1`` 1, ...)."""
         shape = self.slices[i][2]
         if tuple(value.shape) != shape:
-            name = f"{'Wb'[i % 2]}{i // 2 + 1}"
-            raise ValueError(f"params[{i}] ({name}) has shape {tuple(value.shape)}: expected {shape}")
+            raise ValueError(f"params[{i}] ({self.names[i]}) has shape {tuple(value.shape)}: expected {shape}")
 
 
 class ParamList(list):

@@ -50,6 +50,8 @@ def unsupported(model, optimizer, label_vector: bool, processes: int = 1) -> str
         return f"output={model.output!r} with loss={model.loss!r} (the fused head is softmax with cross_entropy)"
     if model.activation not in ACTIVATION_CODES:
         return f"activation={model.activation!r}"
+    if not all(block.plain for block in model.blocks):
+        return "dropout, norm or residual layers (the fused kernels are for a plain stack)"
     if type(optimizer) not in (SGD, Adam) or optimizer.form != "pytorch":
         form = getattr(optimizer, "form", None)
         return f"optimizer {type(optimizer).__name__}(form={form!r}) (fused: SGD or Adam, form='pytorch')"

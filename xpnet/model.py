@@ -31,6 +31,7 @@ from .batches import batch_spans
 from .faults import check_memory
 from .flat import Layout, ParamList
 from .labels import check_classes, count_correct, decode_labels, encode_labels, infer_classes, labels_of, preview, step_correct
+from .layers import build_blocks
 from .losses import DEFAULT_LOSS, LOSSES, LossSettings, loss_settings, softmax_cross_entropy
 from .preprocess import SCALE_CHOICES, Scaler, fit_scaler, scaler_for
 from .validate import as_array, check_choice, check_features, check_range, check_sizes, check_targets
@@ -128,8 +129,12 @@ class MLP:
         multilabel: bool | None = None,
         huber_delta: float = 1.0,
         label_smoothing: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
+        norm: str | None = None,
+        residual: bool = False,
     ):
-        self._configure(sizes, activation, output, loss, init, dtype, classes, multilabel, huber_delta, label_smoothing)
+        self._configure(sizes, activation, output, loss, init, dtype, classes, multilabel, huber_delta, label_smoothing,
+                        dropout, norm, residual)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed={seed!r} is not a seed: expected an integer >= 0")
         self.seed = seed
@@ -141,14 +146,23 @@ class MLP:
         # the same numbers on every backend, and a peak near the final float32 buffer.
         rng, host = self.backend.random(seed), np.zeros(self.n_params, dtype=self.dtype)
         for l in range(self.n_layers):
-            start, stop, shape = self.layout.slices[2 * l]
+            start, stop, shape = self.layout.slices[self.layout.index("W", l)]
             rng.fill_normal(host[start:stop].reshape(shape), scale=INITS[self.init](shape[0]))
+        for l in self.normed:  # a normalization's scale starts at 1 (its shift at 0)
+            start, stop, _ = self.layout.slices[self.layout.index("gamma", l)]
+            host[start:stop] = 1.0
         self._bind(self.backend.asarray(host))  # one transfer
+        self._init_running()
 
     def _configure(self, sizes, activation, output, loss, init, dtype, classes=None, multilabel=None,
-                   huber_delta=1.0, label_smoothing=0.0) -> None:
+                   huber_delta=1.0, label_smoothing=0.0, dropout=0.0, norm=None, residual=False) -> None:
         self.sizes = check_sizes(sizes)
         self.activation = check_choice(activation, "activation", HIDDEN)
+        self.blocks = build_blocks(self.sizes, self.activation, dropout, norm, residual)  # per hidden layer
+        rates = [b.dropout for b in self.blocks]
+        self.dropout = rates if len(set(rates)) > 1 else (rates[0] if rates else 0.0)  # one rate, or one per layer
+        self.norm, self.residual = norm, bool(residual)
+        self.normed = [l for l, b in enumerate(self.blocks) if b.norm]  # layers with a scale and shift
         self.output = check_choice(output, "output", OUTPUTS)
         self.loss = DEFAULT_LOSS[output] if loss is None else check_choice(loss, "loss", tuple(LOSSES))
         if output not in LOSSES[self.loss].outputs:
@@ -169,7 +183,7 @@ class MLP:
             init = "he" if self.activation in ("relu", "leaky_relu") else "xavier"
         self.init = check_choice(init, "init", tuple(INITS))
         self.dtype = check_choice(dtype, "dtype", DTYPES)
-        self.layout = Layout(self.sizes)  # where each parameter lives in flat: weights first, then biases
+        self.layout = Layout(self.sizes, self.normed)  # where each parameter lives in flat: weights, biases, norms
         self.n_weights = self.layout.n_weights  # where the biases begin
         if classes is not None and not self.takes_labels:
             raise ValueError(f"classes={preview(list(classes))} with a single identity output: a regressor has no classes")
@@ -236,6 +250,21 @@ class MLP:
             self.layout.check(i, a)
         self.flat[...] = self.pack(arrays)  # into the same buffer: views and optimizers stay attached
 
+    def _init_running(self, host=None) -> None:
+        """Batch norm's running mean and variance (state that is saved, not trained): one array
+        :attr:`stats` laid out ``[mean, var]`` per batch-normed layer, with views ``running[l]``;
+        mean 0 and variance 1 to start (PyTorch's), or the values of ``host``."""
+        widths = [self.sizes[l + 1] for l in self.normed] if self.norm == "batch" else []
+        if host is None:
+            host = np.concatenate([np.concatenate([np.zeros(n), np.ones(n)]) for n in widths] or [np.zeros(0)])
+        with self.backend.activate():
+            self.stats = self.backend.asarray(np.asarray(host, dtype=self.dtype))
+        self.running: list = [None] * len(self.blocks)
+        start = 0
+        for l, n in zip(self.normed if widths else [], widths):
+            self.running[l] = (self.stats[start:start + n], self.stats[start + n:start + 2 * n])
+            start += 2 * n
+
     # ------------------------------------------------------------------ basics
     @property
     def xp(self):
@@ -248,7 +277,7 @@ class MLP:
 
     @property
     def n_params(self) -> int:
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return self.layout.size
 
     @property
     def is_classifier(self) -> bool:
@@ -278,11 +307,17 @@ class MLP:
             **({"multilabel": self.multilabel} if self.multilabel is not None else {}),
             # the losses' settings where not the default (absent from older files: the default)
             **{k: v for k, v in self.loss_settings._asdict().items() if v != getattr(LossSettings(), k)},
+            **self.layer_config(),
         }
 
+    def layer_config(self) -> dict:
+        """``dropout``, ``norm`` and ``residual`` where not the default (files before them had none)."""
+        return {k: v for k, v in (("dropout", self.dropout), ("norm", self.norm), ("residual", self.residual)) if v}
+
     def __repr__(self) -> str:
+        layers = "".join(f", {k}={v!r}" for k, v in self.layer_config().items())
         return (
-            f"MLP({self.sizes}, activation={self.activation!r}, output={self.output!r}, "
+            f"MLP({self.sizes}, activation={self.activation!r}{layers}, output={self.output!r}, "
             f"loss={self.loss!r}, dtype={self.dtype!r}, backend={self.backend})"
         )
 
@@ -416,33 +451,44 @@ class MLP:
         return (Y - shift) * factor
 
     # ------------------------------------------------------------ the math
-    def _forward(self, X, buf: Buffers = NO_BUFFERS):
-        """Forward pass up to the logits; returns ``(acts, Z)``.
+    def _forward(self, X, buf: Buffers = NO_BUFFERS, train: bool = False, masks=None, row_sum=None, rows=None,
+                 track: bool = False):
+        """Forward pass up to the logits; returns ``(acts, caches, Z)``.
 
-        ``acts = [X, A_1, ..., A_{L-1}]`` are the inputs of each layer and ``Z`` the
-        logits ``(m, n_out)``. With ``buf``, results land in reused arrays (see
-        :class:`~xpnet.backend.Buffers`).
+        ``acts = [X, A_1, ..., A_{L-1}]`` are the inputs of each layer, ``caches`` what each
+        hidden layer's :class:`~xpnet.layers.Block` keeps for its backward pass, and ``Z`` the
+        logits ``(m, n_out)``. ``train``: batch statistics (moved into the running ones if
+        ``track``) and the dropout ``masks``; else eval mode. With ``buf``, results land in
+        reused arrays (see :class:`~xpnet.backend.Buffers`).
         """
-        nx = self.backend.nx
-        hidden = ACTIVATIONS[self.activation].forward
-        acts = [X]
-        A = X
+        nx, index = self.backend.nx, self.layout.index
+        acts, caches, A = [X], [], X
         m, last = X.shape[0], self.n_layers - 1
         for l in range(self.n_layers):
-            W, b = self.params[2 * l], self.params[2 * l + 1]
+            W, b = self.params[index("W", l)], self.params[index("b", l)]
             Z = nx.matmul(A, W, out=buf(("Z", l), (m, W.shape[1]), W.dtype))  # (m, n_l)
             Z += b  # Z is ours (fresh or a buffer): add the bias in place
-            if l < last:
-                A = hidden(nx, Z, out=Z if buf.enabled else None)  # in place: the backward pass needs only A
+            if l < last:  # a plain block computes the activation in place: its backward pass needs only A
+                running = self.running[l] if track or not train else None
+                A, cache = self.blocks[l].forward(nx, Z, A, self._norm_params(l), running, train,
+                                                  masks[l] if masks else None, row_sum, rows, out=Z if buf.enabled else None)
                 acts.append(A)
-        return acts, Z
+                caches.append(cache)
+        return acts, caches, Z
+
+    def _norm_params(self, l: int):
+        """Layer ``l``'s ``(gamma, beta)`` views, or ``None``."""
+        if l not in self.normed:
+            return None
+        return self.params[self.layout.index("gamma", l)], self.params[self.layout.index("beta", l)]
 
     def _output(self, Z):
         return ACTIVATIONS[self.output].forward(self.backend.nx, Z)
 
     @on_device
     def backprop(self, X, Y, *, batch_size: int | None = None, labels=None, onehot: bool = False,
-                 row_weights=None, weighted_loss: bool = False, buf: Buffers = NO_BUFFERS) -> Gradient:
+                 row_weights=None, weighted_loss: bool = False, buf: Buffers = NO_BUFFERS, masks=None,
+                 row_sum=None, track: bool = True) -> Gradient:
         """Forward and backward pass over one batch already on the device.
 
         Args:
@@ -463,6 +509,11 @@ class MLP:
                 instead (:func:`xpnet.fit`'s; one more evaluation of the output and the loss).
             buf: reused arrays (NumPy, CuPy); the gradient is then a buffer of ``buf``,
                 written in place (no concatenation), valid until the next call.
+            masks: per hidden layer this batch's dropout mask ``(m, n_l)`` (0 or ``1 / (1 - p)``) or
+                ``None`` (no dropout there); see :func:`xpnet.layers.draw_masks`.
+            row_sum: across data-parallel ranks, the sum of a device array over the ranks (batch
+                norm's statistics over the global batch of ``batch_size`` rows); ``None`` in one process.
+            track: move batch norm's running statistics (train mode always uses the batch's).
 
         Returns:
             :class:`Gradient`: the loss summed over the rows (0-d), the correct count
@@ -471,7 +522,8 @@ class MLP:
         nx = self.backend.nx
         m = X.shape[0]
         scale = 1.0 / (batch_size or m)
-        acts, Z = self._forward(X, buf)
+        rows = batch_size or m  # the global batch's rows
+        acts, caches, Z = self._forward(X, buf, True, masks, row_sum, rows, track)
         weights = row_weights if weighted_loss else None  # the loss too is the weighted sum over the rows
         if self.output == "softmax" and self.loss == "cross_entropy":
             # one head: max, exp and sum shared by the softmax, the loss and its gradient
@@ -487,14 +539,24 @@ class MLP:
         correct = step_correct(nx, Z, Y, labels, onehot, bool(self.multilabel), buf)
         grad_flat = buf("grad", (self.n_params,), Z.dtype)
         grads = [None] * len(self.layout) if grad_flat is None else self.views(grad_flat)
-        hidden_backward = ACTIVATIONS[self.activation].backward
+        index, skip = self.layout.index, None
         for l in reversed(range(self.n_layers)):
-            A_prev, W = acts[l], self.params[2 * l]  # (m, n_{l-1}), (n_{l-1}, n_l)
-            grads[2 * l] = nx.matmul(A_prev.T, dZ, out=grads[2 * l])  # (n_{l-1}, n_l)
-            grads[2 * l + 1] = nx.sum(dZ, axis=0, out=grads[2 * l + 1])  # (n_l,)
+            A_prev, W, iW, ib = acts[l], self.params[index("W", l)], index("W", l), index("b", l)  # (m, n_{l-1}), W
+            grads[iW] = nx.matmul(A_prev.T, dZ, out=grads[iW])  # (n_{l-1}, n_l)
+            grads[ib] = nx.sum(dZ, axis=0, out=grads[ib])  # (n_l,)
             if l > 0:
                 dA = nx.matmul(dZ, W.T, out=buf(("dA", l), A_prev.shape, W.dtype))  # (m, n_{l-1})
-                dZ = hidden_backward(nx, A_prev, dA, out=dA if buf.enabled else None)
+                if skip is not None:  # the skip of the block above carries its gradient past it
+                    dA += skip
+                dZ, skip, dnorm = self.blocks[l - 1].backward(nx, dA, caches[l - 1], self._norm_params(l - 1), row_sum,
+                                                              rows, out=dA if buf.enabled else None)
+                if dnorm is not None:
+                    for kind, g in zip(("gamma", "beta"), dnorm):
+                        i = index(kind, l - 1)
+                        if grads[i] is None:
+                            grads[i] = g
+                        else:
+                            grads[i][...] = g
         if grad_flat is None:  # no out=: the per-layer results, laid out in one array (one concat)
             grad_flat = self.pack(grads)
         return Gradient(value, correct, grad_flat)
@@ -525,19 +587,21 @@ class MLP:
         return self._unscaled(self._outputs(self._features(X)))
 
     @on_device
-    def loss_and_grads(self, X, y) -> tuple[float, list]:
-        """Mean loss over the samples and its gradient for every parameter.
+    def loss_and_grads(self, X, y, masks=None) -> tuple[float, list]:
+        """Mean loss over the samples and its gradient for every parameter, in train mode: batch
+        norm with the statistics of these rows (its running ones left as they are), dropout with
+        ``masks`` (per hidden layer ``(m, n_l)`` or ``None``; none at all by default).
 
         Returns ``(loss, grads)`` with ``grads`` in the order of :attr:`params`
         (views into one flat gradient, laid out like :attr:`flat`).
         """
         Xd, Y, _ = self.device_data(X, y)
-        value, _, grad = self.backprop(Xd, Y)
+        value, _, grad = self.backprop(Xd, Y, masks=masks, track=False)
         return float(value) / Xd.shape[0], self.views(grad)
 
     def _outputs(self, Xd):
         """Outputs for device ``Xd`` in chunks of EVAL_BATCH rows."""
-        chunks = [self._output(self._forward(Xd[s:e, :])[1]) for s, e in batch_spans(Xd.shape[0], EVAL_BATCH)]
+        chunks = [self._output(self._forward(Xd[s:e, :])[-1]) for s, e in batch_spans(Xd.shape[0], EVAL_BATCH)]
         return chunks[0] if len(chunks) == 1 else self.xp.concat(chunks, axis=0)
 
     @on_device
@@ -600,7 +664,7 @@ class MLP:
         per_class = balanced and labels is not None and not self.multilabel  # for the balanced accuracy
         ks = self.backend.asarray(np.arange(self.n_label_values, dtype=np.int64)) if per_class else None  # (k,)
         for s, e in batch_spans(m, EVAL_BATCH):
-            Z = self._forward(Xd[s:e, :])[1]
+            Z = self._forward(Xd[s:e, :])[-1]
             A = self._output(Z)
             total = total + loss(xp, Z, A, Y[s:e, :], self.loss_settings)  # summed over the rows
             if labels is not None:
@@ -632,10 +696,11 @@ class MLP:
         device current, written with the new one current.
         """
         target = mutable_backend(get_backend(backend, device))
-        host = to_numpy(self.flat)
+        host, stats = to_numpy(self.flat), to_numpy(self.stats)
         with target.activate():
             self.backend = target
             self._bind(target.asarray(host))
+            self._init_running(stats)
         self._device_cache.clear()
         return self
 
@@ -655,9 +720,10 @@ class MLP:
 
     @classmethod
     def from_arrays(cls, arrays: Sequence, *, backend: Any = None, device: Any = "cpu", scale: Scaler | None = None,
-                    data_info: dict | None = None, target_scale: Scaler | None = None, **config) -> MLP:
-        """Build a model from host arrays ``[W1, b1, ...]``, :meth:`config` values, and
-        optionally a fitted ``scale``, a fitted ``target_scale`` and a ``data_info`` record."""
+                    data_info: dict | None = None, target_scale: Scaler | None = None, stats=None, **config) -> MLP:
+        """Build a model from host arrays ``[W1, b1, ...]`` (in the order of :attr:`params`), :meth:`config`
+        values, and optionally a fitted ``scale``, a fitted ``target_scale``, a ``data_info`` record
+        and batch norm's running statistics ``stats`` (see :attr:`stats`; default: mean 0, variance 1)."""
         cls.check_config(**config)
         seed = config.pop("seed", 0)
         self = cls.__new__(cls)
@@ -673,6 +739,11 @@ class MLP:
         for i, a in enumerate(arrays):
             self.layout.check(i, a)
         self._bind(self.pack(arrays))
+        expected = 2 * sum(self.sizes[l + 1] for l in self.normed) if self.norm == "batch" else 0
+        if stats is not None and np.shape(stats) != (expected,):
+            raise ValueError(f"stats has shape {np.shape(stats)}: expected ({expected},), the running mean and variance of "
+                             "each batch-normed layer")
+        self._init_running(stats)
         return self
 
 

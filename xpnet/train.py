@@ -22,7 +22,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import NO_BUFFERS, Buffers, to_numpy
+from .backend import NO_BUFFERS, Buffers, Random, to_numpy
 from .batches import batch_spans, block_sorted, gather_batch
 from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
@@ -31,6 +31,7 @@ from .fused import PATHS, FusedStep, unsupported
 from .history import History
 from .io import check_writable
 from .kernels import Kernels, kernels_for
+from .layers import draw_masks
 from .model import MLP
 from .optim import SGD, Optimizer
 from .validate import check_choice, check_positive
@@ -172,7 +173,8 @@ class ReduceLROnPlateau(Callback):
 
 
 def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_size: int | None = None,
-               onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS, row_weights=None):
+               onehot: bool = False, grad_hook: Callable | None = None, buf: Buffers = NO_BUFFERS, row_weights=None,
+               masks=None, row_sum: Callable | None = None):
     """One training step on a batch already on the device: forward, backward, update.
 
     Args:
@@ -191,6 +193,9 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         buf: reused arrays for NumPy and CuPy (:class:`~xpnet.backend.Buffers`).
         row_weights: ``(m,)`` device weights of the rows (model dtype), or ``None``: each row's
             loss and gradient term times its weight, still divided by ``batch_size`` rows.
+        masks: the batch's dropout masks (see :meth:`MLP.backprop`); for a model with dropout,
+            ``None`` draws them keyed ``(model.seed, optimizer step)`` (:func:`xpnet.layers.draw_masks`).
+        row_sum: across data-parallel ranks, the sum over the ranks for synchronized batch norm.
 
     Returns:
         ``(loss, correct)``: the loss summed over the rows (weighted with ``row_weights``) and the correct count, as
@@ -201,8 +206,11 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         if optimizer.xp is None or optimizer.bound_to is not model.flat:
             optimizer.attach([model.flat], model.backend if buf.enabled else None, decay=[model.n_weights])
             optimizer.bound_to = model.flat
+        if masks is None and any(b.dropout for b in model.blocks):  # a user's own loop: this step's own masks
+            masks = draw_masks(model.backend, model.blocks, model.sizes, model.dtype, (model.seed, 1, optimizer.t),
+                               X.shape[0])
         out = model.backprop(X, Y, batch_size=batch_size, labels=labels, onehot=onehot, row_weights=row_weights,
-                             weighted_loss=True, buf=buf)
+                             weighted_loss=True, buf=buf, masks=masks, row_sum=row_sum)
         grad = out.grad
         if grad_hook is not None:
             replaced = grad_hook(grad)
@@ -213,7 +221,8 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
 
 def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, buf: Buffers,
               callbacks=(), first: int = 0, stop: StopOnSignal | None = None, onehot: bool = False,
-              batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None, weights=None):
+              batch_sizes: Sequence[int] | None = None, grad_hook: Callable | None = None, weights=None,
+              masks=None, row_sum: Callable | None = None):
     """Steps ``first, first + 1, ...`` of one pass over device data in ``spans`` batches, in
     ``order`` (a device permutation, or ``None`` for slices).
 
@@ -221,6 +230,8 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
     global batches' sizes as ``batch_sizes`` (what each step's gradient is divided by) and
     the per-step sum across ranks as ``grad_hook``; ``stop`` is then the ranks' agreed flag.
     ``weights``: ``(m,)`` device row weights, gathered with the rows (see :func:`train_step`).
+    ``masks``: the epoch's dropout masks per hidden layer, ``(m, n_l)`` in the epoch's batch order
+    (each step takes the rows of its span: a view) or ``None``; ``row_sum``: see :func:`train_step`.
 
     Returns ``(losses, corrects, steps)``: each step's loss summed over its rows and its
     correct count as 0-d device arrays (nothing is read back here; ``corrects`` is empty
@@ -234,8 +245,10 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
         Xb, Yb, Lb, Wb = gather_batch(model.backend, spans[batch], order, buf, X=Xd, Y=Yd,
                                       L=labels if count and not onehot else None, W=weights)
         size = None if batch_sizes is None else batch_sizes[batch]  # across ranks: the global batch's rows
+        start, stop_row = spans[batch]
+        step_masks = None if masks is None else [None if mk is None else mk[start:stop_row, :] for mk in masks]
         loss, correct = train_step(model, optimizer, Xb, Yb, Lb, batch_size=size, onehot=count and onehot,
-                                   grad_hook=grad_hook, buf=buf, row_weights=Wb)
+                                   grad_hook=grad_hook, buf=buf, row_weights=Wb, masks=step_masks, row_sum=row_sum)
         losses.append(loss)
         if correct is not None:
             corrects.append(correct)
@@ -415,6 +428,9 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     optimizer.attach([model.flat], backend if reuse_buffers else None, decay=[model.n_weights])
     optimizer.bound_to = model.flat
     spans = batch_spans(m, batch_size)  # the global batches
+    if model.norm == "batch" and any(stop_row - start < 2 for start, stop_row in spans):
+        raise ValueError(f"norm='batch' needs at least 2 rows in every batch (a variance over one row is 0): "
+                         f"batch_size={batch_size} leaves a batch of 1 row of m={m}; choose another batch_size")
     fused = _fused_step(model, optimizer, path, reuse_buffers, labels is not None and as_array(y, "y").ndim == 1,
                         comm.size, Xd, labels, Wd, batch_size)
     mine = comm.share(spans)  # this rank's contiguous rows of each (all of them in one process)
@@ -444,6 +460,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
         # the loop stops on the agreed flag, so that every rank stops after the same step
         hook = comm.gradient_sum(backend, model.n_params, model.dtype, stop) if comm.size > 1 else None
         agreed = stop if hook is None else hook
+        row_sum = comm.row_sum(backend) if model.norm == "batch" else None  # synchronized batch norm
         sizes = [stop_row - start for start, stop_row in spans] if hook is not None else None
         for epoch in range(pos.epoch, epochs):
             # per-step rates (a warm-up, onecycle): uploaded once per epoch, from the step it resumes at
@@ -453,6 +470,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             t0 = time.perf_counter()
             # keyed (seed, epoch), drawn on the host: every backend sees the same batches
             order = block_sorted(backend.random(seed, epoch).permutation(m), batch_size) if gather else None
+            masks = _epoch_masks(model, seed, epoch, m, batch_size, gather)
             first = pos.step if epoch == pos.epoch else 0
             if fused is not None:
                 t_before = optimizer.t - first  # steps taken before the epoch's first
@@ -467,7 +485,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             else:
                 losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
                                                    first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
-                                                   grad_hook=hook, weights=Wd)
+                                                   grad_hook=hook, weights=Wd, masks=masks, row_sum=row_sum)
                 step_losses, correct, finite = _epoch_record(xp, model.flat, losses, corrects)  # one read
             step_losses, correct = comm.epoch_sums(step_losses, correct)  # over the ranks: the same on each
             if first:  # resumed inside this epoch: prepend what the checkpoint had
@@ -531,6 +549,15 @@ def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, i
     parts += [xp.reshape(count, (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
     record = to_numpy(xp.concat(parts))
     return record[:-2].astype(to_numpy(flat[:0]).dtype), int(round(float(record[-2]))), bool(record[-1])
+
+
+def _epoch_masks(model: MLP, seed: int, epoch: int, m: int, batch_size: int | None, shuffled: bool) -> list | None:
+    """The epoch's dropout masks in its batch order (``None`` without dropout): keyed ``(seed, epoch)``
+    by each row's own index, so a resumed epoch and every rank's share draw what one process drew."""
+    if not any(b.dropout for b in model.blocks):
+        return None
+    order = block_sorted(Random(model.backend, (seed, epoch)).host_permutation(m), batch_size) if shuffled else None
+    return draw_masks(model.backend, model.blocks, model.sizes, model.dtype, (seed, epoch), m, order)
 
 
 def _fused_step(model, optimizer, path, reuse_buffers, label_vector, processes, Xd, labels, Wd, batch_size):
