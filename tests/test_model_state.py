@@ -203,7 +203,7 @@ def test_a_file_from_a_newer_xpnet_says_so(host_backend, tmp_path):
     arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"was written by a newer xpnet \(9.0, format version 7\); this xpnet .* "
-                                         r"reads versions 1 to 2: upgrade xpnet"):
+                                         r"reads versions 1 to 3: upgrade xpnet"):
         xpnet.load(path, backend=host_backend)
 
 

@@ -159,7 +159,7 @@ def test_out_of_memory_says_what_to_change(backend, monkeypatch):
     class OutOfMemoryError(Exception):  # the name CuPy's error has
         pass
 
-    def boom(self, X, buf=None):
+    def boom(self, X, *args, **kwargs):
         raise OutOfMemoryError("Out of memory allocating 1,073,741,824 bytes (allocated so far: 0 bytes).")
 
     X, y = _data()
@@ -198,7 +198,7 @@ def test_cuda_driver_and_cublas_errors_are_out_of_memory_only_when_they_say_so()
 def test_cuda_out_of_memory_on_the_cli_is_one_line(monkeypatch, capsys, error):
     from cli_helpers import run
 
-    def boom(self, X, buf=None):
+    def boom(self, X, *args, **kwargs):
         raise error
 
     monkeypatch.setattr(xpnet.MLP, "_forward", boom)
@@ -273,7 +273,7 @@ def test_cli_divergence_exits_3_and_keeps_save(device, tmp_path):
 def test_cli_out_of_memory_is_one_line(device, monkeypatch, capsys):
     from xpnet.cli import main
 
-    def boom(self, X, buf=None):
+    def boom(self, X, *args, **kwargs):
         raise MemoryError("Unable to allocate 9.00 GiB for an array with shape (8192, 300000)")
 
     monkeypatch.setattr(xpnet.MLP, "_forward", boom)

@@ -121,6 +121,10 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         if config.get(key, default) != mine.get(key, default):
             raise ValueError(f"{where} was written for {key}={config.get(key, default)!r}, but this run has "
                              f"{key}={mine.get(key, default)!r}")
+    for key, default in (("dropout", 0.0), ("norm", None), ("residual", False)):  # the layers; absent: none
+        if config.get(key, default) != mine.get(key, default):
+            raise ValueError(f"{where} was written for {key}={config.get(key, default)!r}, but this run has "
+                             f"{key}={mine.get(key, default)!r}")
     if config.get("multilabel") != mine.get("multilabel"):  # absent: not multi-label (or decided by no fit yet)
         raise ValueError(f"{where} was written for multilabel={config.get('multilabel')!r}, but this run has "
                          f"multilabel={mine.get('multilabel')!r}")
@@ -163,7 +167,7 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
         raise ValueError(
             f"{where} has an inconsistent position (epoch {epoch}, step {step}, {len(history.epoch)} epochs of history)"
         )
-    params = stored.params()
+    params, stats = stored.params(), stored.stats()
     opt_arrays = {}
     for name in optimizer.STATE:
         if getattr(optimizer, name) is None:
@@ -184,6 +188,8 @@ def load_checkpoint(path, model, optimizer, callbacks, run: dict, allow_changes:
     if version == 1 and step:  # version 1 kept per-step means; the steps before `step` are full batches
         losses = losses * (run["batch_size"] or run["m"])
     model.params = params
+    if stats is not None:  # batch norm's running statistics
+        model.stats[...] = model.backend.asarray(stats)
     optimizer.load_state(opt_meta, opt_arrays, model.backend.asarray)
     # Each saved state goes to the next callback of its type, in order: a run resumed with a callback
     # added or removed before it (--early-stopping) still gets its plateau's reduced rate back.

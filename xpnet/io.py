@@ -3,16 +3,21 @@
 This module knows bytes, arrays and metadata, not models or training: ``model.py``
 builds a model from what it reads (:func:`read_model`), ``checkpoint.py`` a run's state.
 
-Layout (format version 2): ``W1, b1, ..., WL, bL``; with an input scaler also
+Layout (format version 3): ``W1, b1, ..., WL, bL``, and for a model with normalized hidden
+layers their scales and shifts ``gamma1, beta1, ...`` and, for batch norm, the running
+statistics ``running_mean1, running_var1, ...`` (float arrays of the layer's width); with an input scaler also
 ``scale.shift`` and ``scale.factor`` (float64, ``(n_in,)``); and ``metadata``, the
 UTF-8 bytes of a JSON object stored as a uint8 array so that
 ``np.load(..., allow_pickle=False)`` reads it. The metadata holds the architecture
-(``sizes, activation, output, loss, init, dtype, seed``), ``classes`` (the labels the
+(``sizes, activation, output, loss, init, dtype, seed``, and ``dropout``, ``norm``, ``residual``
+where set), ``classes`` (the labels the
 outputs stand for, or null), ``scale`` (``"standard"``, ``"minmax"`` or null) and
 ``data`` (what the model was trained on: data set or file with its SHA-256, seed,
 test fraction; or null). A regressor trained on scaled targets also has ``target.shift``
 and ``target.factor`` (float64, ``(n_out,)``) and ``target_scale`` in the metadata (its
-outputs are unscaled with them). Version 1 files (no classes, scale or data) are still read.
+outputs are unscaled with them). Version 1 files (no classes, scale or data) and version 2 files
+(no layers) are still read; a model without layers or a newer activation is written as version 2,
+so that an older xpnet reads it.
 Checkpoints hold the same model arrays with a ``param.`` prefix and can be loaded
 as models too. Every write goes to a temporary file in the target's directory,
 is flushed and fsync'ed, then renamed over the target: a failed or interrupted
@@ -37,11 +42,13 @@ import numpy as np
 
 from ._version import __version__
 from .backend import host_memory, to_numpy
+from .flat import Layout
 
 FORMAT = "xpnet-model"
 CHECKPOINT_FORMAT = "xpnet-checkpoint"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no classes, input scaling or data record
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: no classes, input scaling or data record; 2: no layers
+V2_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # what version 2 knew
 
 
 @contextlib.contextmanager
@@ -95,10 +102,12 @@ def save_arrays(path, arrays: dict[str, np.ndarray], metadata: dict) -> None:
 NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError)
 
 # The arrays a model file or checkpoint may hold (each stored as NAME.npy); load_arrays reads both
-MODEL_MEMBERS = re.compile(r"metadata|(param\.)?[Wb][0-9]+|(scale|target)\.(shift|factor)"
-                           r"|opt\.[A-Za-z_][A-Za-z0-9_]*\.[0-9]+|cb\.[0-9]+\.[0-9]+|position\.losses")
-MODEL_MEMBERS_TEXT = ("metadata, W<k>, b<k>, scale.shift, scale.factor, target.shift, target.factor and, in a checkpoint, "
-                      "param.W<k>, param.b<k>, opt.<name>.<i>, cb.<k>.<i>, position.losses")
+MODEL_MEMBERS = re.compile(r"metadata|(param\.)?([Wb]|gamma|beta|running_mean|running_var)[0-9]+"
+                           r"|(scale|target)\.(shift|factor)|opt\.[A-Za-z_][A-Za-z0-9_]*\.[0-9]+|cb\.[0-9]+\.[0-9]+"
+                           r"|position\.losses")
+MODEL_MEMBERS_TEXT = ("metadata, W<k>, b<k>, gamma<k>, beta<k>, running_mean<k>, running_var<k>, scale.shift, scale.factor, "
+                      "target.shift, target.factor and, in a checkpoint, the same with a param. prefix, opt.<name>.<i>, "
+                      "cb.<k>.<i>, position.losses")
 # A model's metadata is a few kB; a checkpoint's history grows by 80 to 160 bytes an epoch, so
 # 64 MiB holds 400,000 epochs and still bounds what json.loads is handed
 METADATA_LIMIT = 64 * 2**20
@@ -263,11 +272,12 @@ def load_arrays(path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def model_arrays(model, prefix: str = "") -> dict[str, np.ndarray]:
-    """The model's host arrays by file name: weights, biases, and the input scaler if any."""
-    arrays = {}
-    for l in range(model.n_layers):
-        arrays[f"{prefix}W{l + 1}"] = to_numpy(model.params[2 * l])
-        arrays[f"{prefix}b{l + 1}"] = to_numpy(model.params[2 * l + 1])
+    """The model's host arrays by file name: weights, biases, normalizations' scales and shifts and
+    batch norm's running statistics, and the input and target scalers if any."""
+    arrays = {f"{prefix}{name}": to_numpy(p) for name, p in zip(model.layout.names, model.params)}
+    for l, running in enumerate(model.running):
+        if running is not None:
+            arrays[f"{prefix}running_mean{l + 1}"], arrays[f"{prefix}running_var{l + 1}"] = (to_numpy(r) for r in running)
     if model.scaler is not None:
         arrays["scale.shift"], arrays["scale.factor"] = model.scaler.shift, model.scaler.factor
     if model.target_scaler is not None:
@@ -285,14 +295,15 @@ def model_metadata(model) -> dict:
 
 def save_model(model, path) -> None:
     """Save ``model`` (any backend) to ``path``; see the module docstring for the layout."""
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
-                **model_metadata(model)}
+    # version 3 only where a version 2 reader could not build the model: other files stay readable by older xpnet
+    version = FORMAT_VERSION if model.layer_config() or model.activation not in V2_ACTIVATIONS else 2
+    metadata = {"format": FORMAT, "format_version": version, "xpnet_version": __version__, **model_metadata(model)}
     save_arrays(path, model_arrays(model), metadata)
 
 
 MODEL_KEYS = ("sizes", "activation", "output", "loss", "init", "dtype", "seed")
 # absent from version 1 files; multilabel only where decided; the losses' settings only where not the default
-OPTIONAL_KEYS = ("classes", "multilabel", "huber_delta", "label_smoothing")
+OPTIONAL_KEYS = ("classes", "multilabel", "huber_delta", "label_smoothing", "dropout", "norm", "residual")
 
 
 def checked_config(meta: Any, where: str, validate) -> dict:
@@ -316,21 +327,52 @@ def checked_config(meta: Any, where: str, validate) -> dict:
     return config
 
 
+def stored_layout(config: dict) -> tuple[Layout, list[str]]:
+    """The parameter layout a stored ``config`` describes, and the names of its running statistics
+    (batch norm's, per hidden layer: ``running_mean1, running_var1, ...``)."""
+    sizes, norm = config["sizes"], config.get("norm")
+    hidden = range(len(sizes) - 2) if norm else ()
+    stats = [f"running_{kind}{l + 1}" for l in hidden for kind in ("mean", "var")] if norm == "batch" else []
+    return Layout(sizes, list(hidden)), stats
+
+
+def _checked(arrays: dict, name: str, shape: tuple, dtype, where: str) -> np.ndarray:
+    a = arrays[name]
+    if a.shape != shape or a.dtype != dtype:
+        raise ValueError(f"{where} array {name} has shape {a.shape} and dtype {a.dtype}: expected {shape} and {dtype}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{where} array {name} holds NaN or infinite values")
+    return a
+
+
 def checked_params(arrays: dict, config: dict, where: str, prefix: str = "") -> list[np.ndarray]:
-    """``[W1, b1, ...]`` from ``arrays`` (names ``prefix + 'W1'`` ...), checked against ``config``."""
+    """``[W1, b1, ...]`` (with ``gamma, beta`` per normalized layer) from ``arrays`` (names
+    ``prefix + 'W1'`` ...), checked against ``config``."""
+    layout, dtype = stored_layout(config)[0], np.dtype(config["dtype"])
+    missing = [f"{prefix}{name}" for name in layout.names if f"{prefix}{name}" not in arrays]
+    if missing:
+        raise ValueError(f"{where} arrays do not match sizes={config['sizes']}"
+                         f"{', norm=' + repr(config['norm']) if config.get('norm') else ''}: missing {missing[:4]}")
+    return [_checked(arrays, f"{prefix}{name}", shape, dtype, where) for name, (_, _, shape) in zip(layout.names, layout.slices)]
+
+
+def checked_stats(arrays: dict, config: dict, where: str, prefix: str = "") -> np.ndarray | None:
+    """Batch norm's running statistics, laid out as ``MLP.stats``, or ``None`` without batch norm."""
+    names = stored_layout(config)[1]
+    if not names:
+        return None
+    missing = [f"{prefix}{name}" for name in names if f"{prefix}{name}" not in arrays]
+    if missing:
+        raise ValueError(f"{where} has norm='batch' but lacks its running statistics {missing[:4]}")
     sizes, dtype = config["sizes"], np.dtype(config["dtype"])
-    out = []
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        for name, shape in ((f"{prefix}W{l}", (n_in, n_out)), (f"{prefix}b{l}", (n_out,))):
-            if name not in arrays:
-                raise ValueError(f"{where} arrays do not match sizes={sizes}: missing [{name!r}]")
-            a = arrays[name]
-            if a.shape != shape or a.dtype != dtype:
-                raise ValueError(f"{where} array {name} has shape {a.shape} and dtype {a.dtype}: expected {shape} and {dtype}")
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"{where} array {name} holds NaN or infinite values")
-            out.append(a)
-    return out
+    parts = []
+    for name in names:  # running_mean{l}, running_var{l}: layer l's width
+        l = int(name.removeprefix("running_mean").removeprefix("running_var"))
+        value = _checked(arrays, f"{prefix}{name}", (sizes[l],), dtype, where)
+        if name.startswith("running_var") and np.any(value < 0):
+            raise ValueError(f"{where} array {prefix}{name} holds a negative variance")
+        parts.append(value)
+    return np.concatenate(parts)
 
 
 def checked_version(meta: dict, where: str, fmt: str, what: str) -> int:
@@ -391,7 +433,8 @@ def read_model(path, validate) -> tuple[dict, list[str]]:
         return StoredModel(arrays, model_meta, where, "param.", validate).kwargs(), []
     checked_version(meta, where, FORMAT, "an xpnet model file")
     stored = StoredModel(arrays, meta, where, "", validate).kwargs()
-    expected = {f"{k}{l}" for l in range(1, len(stored["sizes"])) for k in "Wb"}
+    layout, stats = stored_layout(stored)
+    expected = set(layout.names) | set(stats)
     if stored["scale"] is not None:
         expected |= {"scale.shift", "scale.factor"}
     if stored["target_scale"] is not None:
@@ -416,6 +459,10 @@ class StoredModel:
         """``[W1, b1, ...]``, checked against the config."""
         return checked_params(self.arrays, self.config, self.where, self.prefix)
 
+    def stats(self) -> np.ndarray | None:
+        """Batch norm's running statistics (as ``MLP.stats``), or None."""
+        return checked_stats(self.arrays, self.config, self.where, self.prefix)
+
     def scaler(self):
         """The input scaler, or None."""
         return checked_scaler(self.arrays, self.meta.get("scale"), self.config["sizes"][0], self.where)
@@ -428,13 +475,13 @@ class StoredModel:
         """:func:`read_model`'s keyword arguments, checked in this order: weights, input scaler, target
         scaler (an identity output's only), data record."""
         config, meta, where = self.config, self.meta, self.where
-        params, scaler, target = self.params(), self.scaler(), self.target_scaler()
+        params, stats, scaler, target = self.params(), self.stats(), self.scaler(), self.target_scaler()
         if target is not None and config["output"] != "identity":
             raise ValueError(f"{where} has invalid metadata: target_scale={target.kind!r} with output={config['output']!r}")
         data_info = meta.get("data")
         if data_info is not None and not isinstance(data_info, dict):
             raise ValueError(f"{where} has invalid metadata: data={data_info!r} is not a JSON object")
-        return {"arrays": params, "scale": scaler, "target_scale": target, "data_info": data_info, **config}
+        return {"arrays": params, "stats": stats, "scale": scaler, "target_scale": target, "data_info": data_info, **config}
 
 
 def check_writable(path, name: str) -> None:
