@@ -21,10 +21,12 @@ calls; ``data`` reads data sets and the user's ``.npz`` (``csvfile`` reads CSVs)
 host; ``backend`` resolves the device to a namespace ``xp`` (``_cuda`` diagnoses CuPy's
 failures and owns TF32; ``threads`` reads and sets the BLAS threads); ``model`` is the
 ``MLP``: forward, backprop and predict over one flat buffer (``flat`` lays it out),
-with ``activations`` and ``losses`` as tables, ``labels`` for class lists and
+with ``activations`` and ``losses`` as tables, ``layers`` for what sits between two products
+(normalization, dropout, skips: each a forward and a hand-derived backward), ``labels`` for class lists and
 ``preprocess`` for input and target scaling; ``optim`` writes every update rule once
 over the flat buffer (PyTorch's and scikit-learn's forms as options); ``batches`` orders
-and gathers the rows of each step; ``train`` is ``fit`` and ``train_step``, with
+and gathers the rows of each step; ``kernels/`` holds the fused kernels (one C source each, for NVRTC
+and the C compiler) and ``fused`` the step built on them; ``train`` is ``fit`` and ``train_step``, with
 ``faults`` for interruptions, divergence and memory; ``io`` and ``checkpoint`` write and
 read model files and checkpoints (npz + JSON, no pickle); ``distributed`` is MPI,
 ``sklearn/`` scikit-learn's estimator contract, ``metrics``, ``plot``, ``logs`` (a CSV

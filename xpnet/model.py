@@ -59,7 +59,9 @@ class MLP:
 
     Args:
         sizes: layer widths ``[n_in, hidden..., n_out]``.
-        activation: hidden activation, one of ``sigmoid, tanh, relu, leaky_relu, identity``.
+        activation: hidden activation, one of ``sigmoid, tanh, relu, leaky_relu, identity``, ``gelu``
+            (its tanh form), ``silu``, ``elu`` (alpha 1) or ``softplus``. GELU and SiLU keep each layer's
+            input for the backward pass: one more ``(m, n_l)`` array per hidden layer.
         output: output activation, one of ``softmax, sigmoid, identity``.
         loss: ``cross_entropy`` (softmax), ``binary_cross_entropy`` (sigmoid), ``mse`` (any
             output), or for regression (identity output) ``huber`` and ``mae`` (absolute error;
@@ -101,8 +103,20 @@ class MLP:
             trained, on the scaled targets. Targets like 25..346 trained unscaled need a far
             smaller learning rate and still start with a loss in the thousands.
 
+        dropout: inverted dropout after each hidden layer's activation, in training only: one
+            rate ``0 <= p < 1`` for every hidden layer, or a list of one per hidden layer; masks are
+            drawn keyed by seed, epoch, layer and row (:func:`xpnet.layers.draw_masks`).
+        norm: ``None``, ``"batch"`` or ``"layer"``: a normalization between each hidden layer's
+            product and its activation, with a trained scale (from 1) and shift (from 0); batch
+            norm keeps running statistics for eval mode (PyTorch's conventions: :mod:`xpnet.layers`).
+        residual: add each hidden layer's input to its output where the widths match
+            (``A_l = A_{l-1} + f(A_{l-1})``); refused where no hidden layer keeps its width.
+
     Attributes:
-        params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``.
+        params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``; a normalized
+            layer adds its ``gamma, beta`` after its ``b`` (``layout.names`` says which is which).
+        stats, running: batch norm's running means and variances, one array and its per-layer
+            ``(mean, var)`` views (``None`` for a layer without batch norm); saved, not trained.
         flat, layout, n_weights: the one buffer ``params`` are views of, where each lies in it (an
             :class:`xpnet.flat.Layout`) and where its biases begin (after the weights).
         classes: ``None`` or the host array of class labels.
