@@ -128,7 +128,7 @@ def batch_norm_forward(nx, Z, gamma, beta, running=None, train: bool = True, row
     total, rows = _summed(row_sum), rows or Z.shape[0]
     mean = total(nx.sum(Z, axis=0, keepdims=True)) * (1.0 / rows)  # (1, n)
     xc = Z - mean  # (m, n)
-    var = total(nx.reshape(nx.vecdot(xc, xc, axis=0), (1, n))) * (1.0 / rows)  # (1, n), biased
+    var = total(nx.reshape(nx.vecdot(xc, xc, axis=-2), (1, n))) * (1.0 / rows)  # (1, n), biased
     invstd = (var + EPS) ** -0.5  # (1, n)
     xhat = xc * invstd
     if running is not None:  # PyTorch keeps the unbiased variance
@@ -153,7 +153,7 @@ def batch_norm_backward(nx, dN, xhat, invstd, gamma, row_sum=None, rows=None):
     """
     total, rows, n = _summed(row_sum), rows or dN.shape[0], dN.shape[1]
     dbeta = total(nx.sum(dN, axis=0))  # (n,)
-    dgamma = total(nx.vecdot(dN, xhat, axis=0))  # (n,)
+    dgamma = total(nx.vecdot(dN, xhat, axis=-2))  # (n,)
     scale = gamma * nx.reshape(invstd, (n,))  # (n,)
     inner = xhat * (dgamma * (1.0 / rows)) + dbeta * (1.0 / rows)  # (m, n)
     return (dN - inner) * scale, dgamma, dbeta
@@ -165,7 +165,7 @@ def layer_norm_forward(nx, Z, gamma, beta):
     m, n = Z.shape
     mean = nx.sum(Z, axis=1, keepdims=True) * (1.0 / n)  # (m, 1)
     xc = Z - mean
-    var = nx.reshape(nx.vecdot(xc, xc, axis=1), (m, 1)) * (1.0 / n)  # (m, 1)
+    var = nx.reshape(nx.vecdot(xc, xc, axis=-1), (m, 1)) * (1.0 / n)  # (m, 1)
     invstd = (var + EPS) ** -0.5
     xhat = xc * invstd
     return xhat * gamma + beta, xhat, invstd
@@ -182,10 +182,10 @@ def layer_norm_backward(nx, dN, xhat, invstd, gamma):
     """
     m, n = dN.shape
     dbeta = nx.sum(dN, axis=0)  # (n,)
-    dgamma = nx.vecdot(dN, xhat, axis=0)  # (n,)
+    dgamma = nx.vecdot(dN, xhat, axis=-2)  # (n,)
     dxhat = dN * gamma  # (m, n)
     mean_d = nx.sum(dxhat, axis=1, keepdims=True) * (1.0 / n)  # (m, 1)
-    mean_dx = nx.reshape(nx.vecdot(dxhat, xhat, axis=1), (m, 1)) * (1.0 / n)  # (m, 1)
+    mean_dx = nx.reshape(nx.vecdot(dxhat, xhat, axis=-1), (m, 1)) * (1.0 / n)  # (m, 1)
     return (dxhat - mean_d - xhat * mean_dx) * invstd, dgamma, dbeta
 
 
