@@ -12,7 +12,15 @@ from ..io import check_writable
 from ..threads import blas_threads
 from .files import as_flags, check_npz, check_paths, check_plot_dir, plot_outputs, print_notes, read_labelled_file
 from .flags import UsageError, label_columns
-from .reports import class_report, format_regression, report_figures, score_regression, warn_if_worse_than_mean
+from .reports import (
+    class_report,
+    format_regression,
+    layer_settings,
+    layers_text,
+    report_figures,
+    score_regression,
+    warn_if_worse_than_mean,
+)
 
 
 def _saved_model(args: argparse.Namespace):
@@ -108,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores = model.evaluate(X, y)
     seconds = time.perf_counter() - t0
     result = {"dataset": name, "split": split, "device": model.backend.label, "layers": model.sizes,
-              "samples": len(X), "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
+              **layer_settings(model), "samples": len(X), "test_loss": scores["loss"], "test_accuracy": scores.get("accuracy"),
               "seconds": seconds, "samples_per_second": len(X) / seconds if seconds else None,
               "blas_threads": blas_threads()}
     cm = regression = per_class = None
@@ -150,7 +158,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not quiet:
             rows = "every row" if split == "all" else f"the {split} split"
-            print(f"{name} ({rows}): {len(X)} samples, layers {model.sizes}, device {model.backend.label}")
+            print(f"{name} ({rows}): {len(X)} samples, layers {model.sizes}{layers_text(model)}, device "
+                  f"{model.backend.label}")
         print(f"loss {scores['loss']:.4f}")
         if regression is not None:
             print(format_regression(regression))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..activations import HIDDEN, OUTPUTS
 from ..data import DATASETS
+from ..layers import NORMS
 from ..losses import LOSSES
 from ..model import DTYPES, INITS
 from ..preprocess import SCALE_CHOICES
@@ -44,6 +45,9 @@ class TrainConfig:
     huber_delta: float = 1.0  # --loss huber: quadratic for |error| <= delta, linear beyond
     label_smoothing: float = 0.0  # cross_entropy: targets y (1 - eps) + eps / k
     init: str | None = None  # None: he for relu-like, xavier otherwise
+    dropout: float | tuple[float, ...] = 0.0  # inverted dropout after each hidden activation: one rate, or one per hidden layer
+    norm: str | None = None  # None | batch | layer: normalize each hidden layer's product (xpnet.layers)
+    residual: bool = False  # train: a skip (A_l = A_{l-1} + ...) around every hidden layer that keeps its width
     # The defaults reach ~95.5% test accuracy on the bundled digits in ~3 s on 2 cores.
     optimizer: str = "nesterov"  # sgd | momentum | nesterov | adam
     lr: float | None = None  # None: 1e-3 for adam, 0.1 for the SGD family (0.01 with an identity output)
@@ -190,6 +194,20 @@ def _class_weight(text: str) -> str:
     return text
 
 
+def _rates(text: str) -> float | tuple[float, ...]:
+    """--dropout: one rate, or comma-separated rates (one per hidden layer), each 0 <= p < 1."""
+    rate, values = _number(float, 0, 1, low_open=False), []
+    for part in text.split(","):
+        try:
+            values.append(rate(part.strip()))
+        except argparse.ArgumentTypeError as exc:
+            if "," not in text:
+                raise
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}; expected one rate 0 <= P < 1, or one per hidden "
+                                             "layer, comma-separated (e.g. 0.2,0.1)") from None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _batch_size(text: str) -> int | None:
     return None if text == "full" else _number(int, 0)(text)
 
@@ -256,6 +274,14 @@ def _add_train_flags(p: argparse.ArgumentParser, distributed: bool = False) -> N
                    help="softmax cross-entropy against targets y (1 - E) + E / classes; the loss reported is the "
                         f"smoothed one (default: {d.label_smoothing:g})")
     p.add_argument("--init", choices=tuple(INITS), help="weight init (default: he for relu-like, else xavier)")
+    p.add_argument("--dropout", type=_rates, metavar="P[,P...]",
+                   help="inverted dropout after each hidden layer's activation while training (off when evaluating "
+                        "and predicting): one rate for every hidden layer, or comma-separated rates, one per hidden "
+                        f"layer; each 0 <= P < 1 (default: {d.dropout:g}, none)")
+    p.add_argument("--norm", choices=NORMS,
+                   help="normalize each hidden layer's product before its activation, with a trained scale and "
+                        "shift: batch (over the batch's rows; running statistics when evaluating; every batch needs "
+                        "2+ rows) or layer (over each row's units) (default: none)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"], help=f"(default: {d.optimizer})")
     p.add_argument("--lr", type=_number(float, 0),
                    help="learning rate (default: 1e-3 for adam, 0.1 for the sgd family, 0.01 with --output identity)")
@@ -311,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(t, distributed=True)
     t.add_argument("--layers", type=_int_list("--layers", 2),
                    help="comma-separated widths, e.g. 784,128,64,10 (default: n_features,128,64,n_outputs)")
+    t.add_argument("--residual", action="store_true",
+                   help="add each hidden layer's input to its output wherever the layer keeps its width "
+                        "(e.g. --layers 784,64,64,10: the second hidden layer); refused where no hidden layer does")
     t.add_argument("--save", metavar="PATH", help="write the trained model here (.npz); an old file is replaced only on success")
     t.add_argument("--checkpoint", metavar="PATH",
                    help="write a checkpoint here every --checkpoint-every epochs and when interrupted (SIGINT/SIGTERM)")

@@ -9,6 +9,25 @@ from pathlib import Path
 from .flags import TrainConfig
 
 
+def layers_text(cfg) -> str:
+    """The hidden layers' settings for a header line, where any is set: `` (gelu, dropout 0.2,
+    batch norm, residual)``; ``cfg`` is a :class:`TrainConfig` or an :class:`~xpnet.MLP`."""
+    dropout = cfg.dropout
+    rates = ",".join(f"{p:g}" for p in dropout) if isinstance(dropout, (list, tuple)) else f"{dropout:g}" if dropout else ""
+    parts = [f"dropout {rates}" if rates else "", f"{cfg.norm} norm" if cfg.norm else "",
+             "residual" if cfg.residual else ""]
+    parts = [p for p in parts if p]
+    return f" ({', '.join([cfg.activation, *parts])})" if parts else ""
+
+
+def layer_settings(model) -> dict:
+    """The hidden layers' settings for --json, defaults too: activation, dropout (a rate, or a list of
+    one per hidden layer), norm (null, "batch" or "layer") and residual; ``model`` is an
+    :class:`~xpnet.MLP` or a :class:`TrainConfig`."""
+    dropout = list(model.dropout) if isinstance(model.dropout, (list, tuple)) else model.dropout
+    return {"activation": model.activation, "dropout": dropout, "norm": model.norm, "residual": bool(model.residual)}
+
+
 def progress_display(cfg: TrainConfig, n_test: int):
     """The progress display for this run: bars on a terminal, lines otherwise, nothing when quiet."""
     from ..train import Callback, format_epoch

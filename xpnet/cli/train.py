@@ -4,6 +4,7 @@ fine-tuning from a saved model, and one training run."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -19,6 +20,8 @@ from .reports import (
     class_report,
     early_stopping_line,
     format_regression,
+    layer_settings,
+    layers_text,
     progress_display,
     report_figures,
     score_regression,
@@ -112,7 +115,10 @@ def _n_outputs(cfg: TrainConfig, n_classes: int) -> int:
     return 1 if cfg.output == "sigmoid" and n_classes == 2 else n_classes
 
 
-def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> tuple[int, ...]:
+DEFAULT_HIDDEN = (128, 64)  # the hidden widths without --layers
+
+
+def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = DEFAULT_HIDDEN) -> tuple[int, ...]:
     """Layer widths: --layers checked against the data, or defaults from it."""
     n_in = data.X_train.shape[1]
     n_out = data.y_train.shape[1] if data.y_train.ndim == 2 else _n_outputs(cfg, data.n_classes)  # multi-label: k
@@ -127,6 +133,70 @@ def _layers_for(cfg: TrainConfig, data, hidden: tuple[int, ...] = (128, 64)) -> 
         raise UsageError(f"--layers ends with {layers[-1]} but {data.name} needs {n_out} output(s) for "
                          f"--output {cfg.output}: use --layers {','.join(map(str, (*layers[:-1], n_out)))}")
     return layers
+
+
+def _rates_text(dropout) -> str:
+    """--dropout as typed: ``0.2`` or ``0.2,0.1``."""
+    return ",".join(f"{p:g}" for p in dropout) if isinstance(dropout, (list, tuple)) else f"{dropout:g}"
+
+
+def _layers_text(cfg: TrainConfig, sizes, explicit: set[str], preset: str | None) -> str:
+    """Where the widths came from, for a message: --layers as typed, a preset's, or the defaults."""
+    if "layers" in explicit:
+        return f"--layers {','.join(map(str, sizes))}"
+    if preset is not None and cfg.layers is not None:
+        return f"the layers {list(sizes)} of --preset {preset}"
+    return f"the layers {list(sizes)}"
+
+
+@contextlib.contextmanager
+def _layer_flags(cfg: TrainConfig, sizes, explicit: set[str], preset: str | None = None):
+    """Say the flags where :func:`xpnet.layers.build_blocks` (through MLP) names its arguments:
+    ``dropout=[0.2, 0.1]`` becomes ``--dropout 0.2,0.1``, ``sizes=[...]`` the layers' origin."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        dropout = list(cfg.dropout) if isinstance(cfg.dropout, tuple) else cfg.dropout
+        words = [(f"dropout={dropout!r}", f"--dropout {_rates_text(cfg.dropout)}"),
+                 (f"norm={cfg.norm!r}", f"--norm {cfg.norm}"), ("residual=True", "--residual"),
+                 (f"sizes={list(sizes)}", _layers_text(cfg, sizes, explicit, preset)),
+                 ("sizes[l-1] == sizes[l] for a hidden layer l", "two equal widths in a row, e.g. --layers 784,64,64,10")]
+        if not text.startswith(("dropout=", "norm=", "residual=")):
+            raise
+        for library, flag in words:
+            text = text.replace(library, flag)
+        raise UsageError(text) from exc
+
+
+def _check_layer_flags(cfg: TrainConfig, explicit: set[str], preset: str | None, sizes=None,
+                       rows: int | None = None, hidden: tuple[int, ...] = DEFAULT_HIDDEN) -> None:
+    """Refuse --dropout, --norm and --residual that cannot apply to the widths ``sizes`` (the
+    library's own checks, in flag words). Before the data is read, ``sizes`` is ``None`` and
+    only what the flags alone decide is checked: a --layers typed or from a preset (whole), else
+    --dropout's rates against the ``hidden`` widths' count (the features' count decides the rest),
+    and --norm batch with --batch-size 1. With the data, ``sizes`` are the run's widths and ``rows``
+    its training rows."""
+    from ..layers import build_blocks
+
+    dropout = list(cfg.dropout) if isinstance(cfg.dropout, tuple) else cfg.dropout
+    if sizes is None and cfg.layers is not None:
+        sizes = cfg.layers
+    if sizes is not None:
+        with _layer_flags(cfg, sizes, explicit, preset):
+            build_blocks(list(sizes), cfg.activation, dropout, cfg.norm, cfg.residual)
+    else:  # n_in, hidden..., n_out: the rates per hidden layer, before the features are known
+        with _layer_flags(cfg, (), explicit, preset):
+            build_blocks([1, *hidden, 1], cfg.activation, dropout)
+    if cfg.norm == "batch":
+        size = cfg.batch_size or rows  # None: the full batch
+        last = None if rows is None else rows % size or size  # the last batch's rows
+        if size == 1 or last == 1:
+            shown = "full" if cfg.batch_size is None else cfg.batch_size
+            raise UsageError(f"--norm batch needs at least 2 rows in every batch (the variance of one row is 0): "
+                             f"--batch-size {shown} leaves a batch of 1 row"
+                             + (f" of the {rows} training rows" if rows is not None else "")
+                             + "; choose another --batch-size, or --norm layer")
 
 
 def _val_fraction(cfg: TrainConfig) -> float:
@@ -196,12 +266,15 @@ def _train_one(cfg: TrainConfig, data, layers, rows, classes=None, record: dict 
     else:
         kind = cfg.scale or ("auto" if cfg.data else "none")
         regression = cfg.output == "identity" and classes is None
-        model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
-                    huber_delta=cfg.huber_delta, label_smoothing=cfg.label_smoothing, device=cfg.device,
-                    dtype=cfg.dtype, seed=cfg.seed,
-                    classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
-                    scale=kind, target_scale="standard" if regression else None,
-                    multilabel=True if data.y_train.ndim == 2 else None)
+        with _layer_flags(cfg, layers, set()):  # checked before the data was read: a last net
+            model = MLP(layers, activation=cfg.activation, output=cfg.output, loss=cfg.loss, init=cfg.init,
+                        huber_delta=cfg.huber_delta, label_smoothing=cfg.label_smoothing, device=cfg.device,
+                        dtype=cfg.dtype, seed=cfg.seed,
+                        classes=classes if cfg.output != "identity" or len(layers) and layers[-1] > 1 else None,
+                        scale=kind, target_scale="standard" if regression else None,
+                        multilabel=True if data.y_train.ndim == 2 else None,
+                        dropout=list(cfg.dropout) if isinstance(cfg.dropout, tuple) else cfg.dropout,
+                        norm=cfg.norm, residual=cfg.residual)
         # The model learns its input and target scaling from the rows it trains on (not the
         # validation or test rows), as fit would: now, so that the note can say what it did.
         model.prepare(X, y)
@@ -260,9 +333,28 @@ def _fine_tune_start(cfg: TrainConfig, explicit: set[str], data):
         if flag in explicit and getattr(cfg, flag) != getattr(model, flag):
             raise UsageError(f"--{flag} {getattr(cfg, flag)} differs from the {flag} {getattr(model, flag)} of "
                              f"{where}: the architecture comes from the file")
+    if "dropout" in explicit and _per_layer(cfg.dropout, len(model.blocks)) != [b.dropout for b in model.blocks]:
+        raise UsageError(f"--dropout {_rates_text(cfg.dropout)} differs from the dropout "
+                         f"{_rates_text(model.dropout)} of {where}: the architecture comes from the file")
+    if "norm" in explicit and cfg.norm != model.norm:
+        raise UsageError(f"--norm {cfg.norm} differs from the norm {model.norm or 'none'} of {where}: the architecture "
+                         "comes from the file")
+    if "residual" in explicit and not model.residual:
+        raise UsageError(f"--residual: {where} has no residual skips: the architecture comes from the file")
     if "scale" in explicit:
         raise UsageError(f"--scale does not apply with {where}: the model keeps the input scaling it was trained with")
     return model
+
+
+def _per_layer(dropout, hidden: int) -> list[float]:
+    """--dropout as one rate per hidden layer."""
+    return [float(p) for p in dropout] if isinstance(dropout, (list, tuple)) else [float(dropout)] * hidden
+
+
+def _from_model(cfg: TrainConfig, model) -> TrainConfig:
+    """The run's settings with the architecture of ``model`` (--init-from): what is printed and recorded."""
+    dropout = tuple(model.dropout) if isinstance(model.dropout, list) else model.dropout
+    return dataclasses.replace(cfg, activation=model.activation, dropout=dropout, norm=model.norm, residual=model.residual)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -273,7 +365,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         comm = world()
         cfg = dataclasses.replace(cfg, device=comm.device_for_rank(cfg.device))  # cuda -> cuda:<local rank % GPUs>
-    explicit = set(vars(args))
+    explicit, preset = set(vars(args)), getattr(args, "preset", None)
+    if not cfg.init_from:  # with it, the architecture comes from the file (compared below)
+        _check_layer_flags(cfg, explicit, preset)
     check_paths([("--data", cfg.data), ("--resume", cfg.resume), ("--init-from", cfg.init_from)],
                  [("--save", cfg.save), ("--checkpoint", cfg.checkpoint), ("--log", cfg.log),
                   *plot_outputs("train", cfg.plot)],
@@ -299,8 +393,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                                        cfg.data_dir, cfg.mirror, cfg.delimiter, cfg.quiet)
     cfg, data, classes = _choose_task(cfg, data, classes, _given(args))
     start = _fine_tune_start(cfg, explicit, data) if cfg.init_from else None
+    if start is not None:
+        cfg = _from_model(cfg, start)
     layers = tuple(start.sizes) if start is not None else _layers_for(cfg, data)
     rows = _split_validation(data.X_train, data.y_train, _val_fraction(cfg), cfg.seed)  # once: counted and trained on
+    _check_layer_flags(cfg, explicit, preset, layers, len(rows[0]))  # with the features and rows known
     val = rows[2]
     counts = {"train_samples": len(rows[0]), "validation_samples": 0 if val is None else len(val[1]),
               "test_samples": len(data.X_test)}
@@ -308,7 +405,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not cfg.quiet and not cfg.json and cfg.report != "nielsen":
         held = f" / {counts['validation_samples']} validation" if val is not None else ""
         print(f"xpnet: {data.name}, {counts['train_samples']} train{held} / {counts['test_samples']} test, "
-              f"layers {list(layers)}, {cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}, "
+              f"layers {list(layers)}{layers_text(cfg)}, {cfg.optimizer}, {cfg.epochs} epochs, device {cfg.device}, "
               f"{threads if threads is not None else 'unknown'} BLAS thread{'s' if threads != 1 else ''}"
               + (f" per rank, {comm.size} ranks" if comm is not None else ""), flush=True)
     model, history, seconds = _train_one(cfg, data, layers, rows, classes, record, start=start, comm=comm)
@@ -326,6 +423,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "dataset": data.name,
         "device": model.backend.label,
         "layers": list(layers),
+        **layer_settings(model),
         **counts,
         "epochs": len(history.epoch),
         "stopped_early": history.stopped_early,
@@ -400,6 +498,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = train_config(args, "sweep")
     if cfg.layers is not None:
         raise UsageError("sweep takes --hidden, not --layers: each net has one hidden layer of each width")
+    explicit, preset = set(vars(args)), getattr(args, "preset", None)
+    _check_layer_flags(cfg, explicit, preset, hidden=cfg.hidden[:1])  # one hidden layer each
     check_paths([("--data", cfg.data)], plot_outputs("sweep", cfg.plot))
     plot_dir = check_plot_dir(cfg.plot)
     data, classes, record = load_data(cfg.dataset, cfg.data, cfg.label_column, cfg.seed, cfg.test_fraction,
@@ -408,9 +508,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rows, models = [], []
     regression = data.n_classes == 0  # a regressor's rows show R², not accuracy
     score, shown = ("r2", "R²") if regression else ("accuracy", "acc")
+    rows_trained = _split_validation(data.X_train, data.y_train, _val_fraction(cfg), cfg.seed)  # once for every width
+    for width in cfg.hidden:
+        _check_layer_flags(cfg, explicit, preset, _layers_for(cfg, data, hidden=(width,)), len(rows_trained[0]))
     if not cfg.json:
         print(f"{'hidden':>6}  {'train ' + shown:>9}  {'test ' + shown:>8}  {'test loss':>9}  {'seconds':>7}", flush=True)
-    rows_trained = _split_validation(data.X_train, data.y_train, _val_fraction(cfg), cfg.seed)  # once for every width
     for width in cfg.hidden:
         layers = _layers_for(cfg, data, hidden=(width,))
         model, history, seconds = _train_one(cfg, data, layers, rows_trained, classes, record, quiet=True)
@@ -443,7 +545,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                           [r[f"test_{score}"] or 0 for r in rows], plot_dir / "sweep_accuracy.png",
                                           metric=shown if regression else "accuracy")
     if cfg.json:
-        print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), "results": rows,
+        print(json.dumps({"dataset": data.name, "device": cfg.device, "hidden": list(cfg.hidden), **layer_settings(cfg),
+                          "results": rows,
                           "blas_threads": blas_threads()}))
     if plot_dir is not None:
         report_figures([path], plot_dir, cfg.json)
