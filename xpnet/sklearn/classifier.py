@@ -28,6 +28,21 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
         for any array-API namespace (such an estimator clones but does not pickle).
     dtype : ``'float32'`` (default) or ``'float64'``: the network's arithmetic.
     threads : BLAS threads during fit and predict (threadpoolctl); None leaves the BLAS alone.
+    dropout : inverted dropout after each hidden layer's activation while fitting (never in
+        ``predict``): one rate for every hidden layer, or a list of one rate per hidden layer, each
+        ``0 <= p < 1``; masks are drawn from ``random_state``. Default 0 (none).
+    norm : ``None`` (default), ``'batch'`` (batch norm over each batch's rows, running statistics in
+        ``predict``; every batch needs 2+ rows) or ``'layer'`` (over each row's units): normalizes
+        each hidden layer's product before its activation, with a trained scale and shift.
+    residual : ``True`` adds each hidden layer's input to its output wherever the layer keeps its
+        width (``hidden_layer_sizes=(64, 64)``: the second); refused where none does. Default False.
+    activation : scikit-learn's four, plus xpnet's ``'leaky_relu'``, ``'gelu'``, ``'silu'``,
+        ``'elu'`` and ``'softplus'``.
+
+    With the defaults (no dropout, norm or residual, scikit-learn's activations) a fit is
+    scikit-learn's. With ``dropout`` or ``norm='batch'``, training and ``predict`` differ (train
+    and eval mode), so ``solver='lbfgs'`` is refused (it needs one deterministic objective), and
+    so is ``MLPRegressor(loss='poisson')``.
     class_weight : ``None`` (default: scikit-learn's MLPClassifier, step for step), ``'balanced'``
         (``n_samples / (n_classes * np.bincount(y))``) or a dict ``{label: weight}`` (others 1), as
         scikit-learn's other classifiers take it: each sample's weight is multiplied by its class's
@@ -37,8 +52,9 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
 
     Targets: class labels of any type (integers, strings, ...) in ``classes_``, or a 2-D 0/1
     indicator matrix for multi-label classification (logistic outputs). Fitted attributes
-    are scikit-learn's (``coefs_`` and ``intercepts_`` as host NumPy arrays), plus ``mlp_``,
-    the fitted :class:`xpnet.MLP`.
+    are scikit-learn's (``coefs_`` and ``intercepts_`` as host NumPy arrays: the linear layers'
+    ``W`` and ``b``; with ``norm`` each hidden layer's scale and shift are in ``mlp_.params``), plus
+    ``mlp_``, the fitted :class:`xpnet.MLP`.
     """
 
     _parameter_constraints: dict = {**MLPEstimator._parameter_constraints,
@@ -52,7 +68,7 @@ class MLPClassifier(ClassifierMixin, MLPEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32", threads=None,
-                 class_weight=None):
+                 dropout=0.0, norm=None, residual=False, class_weight=None):
         shared = locals()  # the parameters of MLPEstimator, passed on as they are
         super().__init__(**{name: shared[name] for name in MLPEstimator._parameter_constraints})
         self.class_weight = class_weight

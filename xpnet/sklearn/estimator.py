@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
 from ..batches import batch_spans, block_sorted, gather_batch
+from ..layers import build_blocks, draw_masks
 from ..losses import DEFAULT_LOSS
 from ..model import MLP
 from .heads import HEADS, HIDDEN, Head
@@ -45,8 +46,8 @@ def _json_params(params: dict) -> dict:
             v = v.item()
         if isinstance(v, float) and math.isinf(v):
             v = "inf"
-        elif isinstance(v, (tuple, list, np.ndarray)):
-            v = [int(h) for h in v]
+        elif isinstance(v, (tuple, list, np.ndarray)):  # hidden_layer_sizes (integers) or dropout (rates)
+            v = [int(h) for h in v] if k == "hidden_layer_sizes" else [float(h) for h in v]
         elif not (v is None or isinstance(v, (bool, int, float, str))):
             v = None  # a RandomState instance: not reproducible from a file
         out[k] = v
@@ -59,7 +60,7 @@ class MLPEstimator(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "activation": [StrOptions(set(HIDDEN))],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
@@ -84,13 +85,18 @@ class MLPEstimator(BaseEstimator):
         "device": [str, Backend],
         "dtype": [StrOptions({"float32", "float64"})],
         "threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        # xpnet's layers (xpnet.layers), beyond scikit-learn's; rates and widths are checked in fit
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left"), "array-like"],
+        "norm": [StrOptions({"batch", "layer"}), None],
+        "residual": ["boolean"],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32", threads=None):
+                 epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32", threads=None,
+                 dropout=0.0, norm=None, residual=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -117,6 +123,9 @@ class MLPEstimator(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.threads = threads
+        self.dropout = dropout
+        self.norm = norm
+        self.residual = residual
 
     # -------------------------------------------------------------- scikit-learn protocol
     def __sklearn_tags__(self):
@@ -142,9 +151,11 @@ class MLPEstimator(BaseEstimator):
         mlp = state.get("mlp_")
         if mlp is not None:  # host arrays and the config: rebuilt on the estimator's device when loaded
             state["mlp_"] = {"arrays": [np.array(to_numpy(p), copy=True) for p in mlp.params],
-                             "config": mlp.config(), "data_info": mlp.data_info}
-        if state.get("_best_flat") is not None:
-            state["_best_flat"] = np.array(to_numpy(state["_best_flat"]), copy=True)
+                             "config": mlp.config(), "data_info": mlp.data_info,
+                             "stats": np.array(to_numpy(mlp.stats), copy=True)}  # batch norm's running statistics
+        for name in ("_best_flat", "_best_stats"):
+            if state.get(name) is not None:
+                state[name] = np.array(to_numpy(state[name]), copy=True)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -157,36 +168,43 @@ class MLPEstimator(BaseEstimator):
                 warnings.warn(f"this estimator was pickled with device={self.device!r}, which is not usable here "
                               f"({exc}); its network is loaded on the CPU", UserWarning, stacklevel=2)
                 backend = get_backend(None, "cpu")
-            self.mlp_ = MLP.from_arrays(net["arrays"], backend=backend, **net["config"])
+            self.mlp_ = MLP.from_arrays(net["arrays"], backend=backend, stats=net.get("stats"), **net["config"])
             self.mlp_.data_info = net["data_info"]
-            if self.__dict__.get("_best_flat") is not None:
-                self._best_flat = backend.asarray(self._best_flat, backend.dtype(self.mlp_.dtype))
+            for name in ("_best_flat", "_best_stats"):
+                if self.__dict__.get(name) is not None:
+                    setattr(self, name, backend.asarray(self.__dict__[name], backend.dtype(self.mlp_.dtype)))
 
     # ------------------------------------------------------------------ fitted attributes
     @property
     def coefs_(self) -> list:
-        """Weight matrices ``(n_{l-1}, n_l)`` as host NumPy arrays (on the CPU, views of the network's
-        buffer: changing one in place changes the network; on a GPU, copies)."""
-        if "mlp_" not in self.__dict__:
-            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: it has no coefs_")
-        return [to_numpy(p) for p in self.mlp_.params[0::2]]
+        """The linear layers' weight matrices ``W`` ``(n_{l-1}, n_l)`` as host NumPy arrays (on the CPU,
+        views of the network's buffer: changing one in place changes the network; on a GPU, copies).
+        With ``norm``, each hidden layer's scale and shift are not among them: they are in
+        ``mlp_.params`` (``mlp_.layout.index("gamma", l)``, ``index("beta", l)``)."""
+        return self._linear("W", "coefs_")
 
     @coefs_.setter
     def coefs_(self, arrays) -> None:
         for l, a in enumerate(arrays):
-            self.mlp_.params[2 * l] = np.asarray(a)
+            self.mlp_.params[self.mlp_.layout.index("W", l)] = np.asarray(a)
 
     @property
     def intercepts_(self) -> list:
-        """Bias vectors ``(n_l,)`` as host NumPy arrays (views on the CPU, copies on a GPU)."""
-        if "mlp_" not in self.__dict__:
-            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: it has no intercepts_")
-        return [to_numpy(p) for p in self.mlp_.params[1::2]]
+        """The linear layers' bias vectors ``b`` ``(n_l,)`` as host NumPy arrays (views on the CPU, copies
+        on a GPU); with ``norm``, the scales and shifts are in ``mlp_.params`` (see :attr:`coefs_`)."""
+        return self._linear("b", "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, arrays) -> None:
         for l, a in enumerate(arrays):
-            self.mlp_.params[2 * l + 1] = np.asarray(a)
+            self.mlp_.params[self.mlp_.layout.index("b", l)] = np.asarray(a)
+
+    def _linear(self, kind: str, name: str) -> list:
+        """Each layer's ``W`` or ``b`` (``kind``) as host arrays."""
+        if "mlp_" not in self.__dict__:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: it has no {name}")
+        mlp = self.mlp_
+        return [to_numpy(mlp.params[mlp.layout.index(kind, l)]) for l in range(mlp.n_layers)]
 
     # ------------------------------------------------------------------------ plumbing
     def _backend(self) -> Backend:
@@ -269,6 +287,7 @@ class MLPEstimator(BaseEstimator):
         sw = check_sample_weight(sample_weight, X.shape[0])
         n_outputs = self._n_outputs(y)
         sizes = [X.shape[1], *[int(h) for h in hidden], n_outputs]
+        self._check_layers(sizes)
         rs = check_random_state(self.random_state)
         with backend.activate():
             if first_pass:
@@ -285,6 +304,30 @@ class MLPEstimator(BaseEstimator):
                                  " contain large values and need to be preprocessed.")
         return self
 
+    def _layers(self) -> dict:
+        """``dropout``, ``norm`` and ``residual`` as :class:`xpnet.MLP` takes them."""
+        dropout = self.dropout if isinstance(self.dropout, numbers.Real) else [float(p) for p in self.dropout]
+        return {"dropout": dropout, "norm": self.norm, "residual": bool(self.residual)}
+
+    def _check_layers(self, sizes: list[int]) -> None:
+        """The layers' checks (:func:`xpnet.layers.build_blocks`) before any work, and what they do
+        not fit: with dropout or batch norm, training (train mode) and predict (eval mode) differ."""
+        blocks = build_blocks(sizes, HIDDEN[self.activation], **self._layers())
+        modes = [(f"dropout={self.dropout!r}", "random masks at every step")] if any(b.dropout for b in blocks) else []
+        if self.norm == "batch":
+            modes.append(("norm='batch'", "each batch's own statistics, running ones in predict"))
+        if not modes:
+            return
+        what, why = " and ".join(m[0] for m in modes), "; ".join(m[1] for m in modes)
+        if self.solver == "lbfgs":
+            raise ValueError(f"solver='lbfgs' with {what}: L-BFGS minimizes one fixed loss over all samples, and with "
+                             f"{what} training differs from predict ({why}); use solver='adam' or 'sgd'"
+                             + (", or norm='layer'" if self.norm == "batch" else ""))
+        if self._out_activation() == "exp":
+            raise ValueError(f"loss='poisson' with {what} is not supported: its gradient is computed from the "
+                             "network's outputs, which xpnet gives in eval mode only; use another loss, or leave "
+                             f"{what} out")
+
     def _initialize(self, sizes: list[int], rs, backend: Backend) -> None:
         """A fresh network with scikit-learn's initial weights, and the run's counters."""
         self.n_iter_ = 0
@@ -293,15 +336,18 @@ class MLPEstimator(BaseEstimator):
         self.n_layers_ = len(sizes)
         self.out_activation_ = self._out_activation()
         factor = 2.0 if self.activation == "logistic" else 6.0  # Glorot et al., as scikit-learn
-        arrays = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        arrays, layers = [], self._layers()
+        for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             bound = np.sqrt(factor / (fan_in + fan_out))
             arrays.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
             arrays.append(rs.uniform(-bound, bound, fan_out))
+            if layers["norm"] is not None and l < len(sizes) - 2:  # a hidden layer's scale 1 and shift 0 (PyTorch's)
+                arrays += [np.ones(fan_out), np.zeros(fan_out)]
         self.mlp_ = MLP.from_arrays(arrays, backend=backend, sizes=sizes, activation=HIDDEN[self.activation],
                                     output=self._head().output, loss=self._head().loss, init=None, dtype=self.dtype,
-                                    classes=self._model_classes(), multilabel=self._model_multilabel(sizes))
+                                    classes=self._model_classes(), multilabel=self._model_multilabel(sizes), **layers)
         self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)
+        self._best_stats = self.mlp_.xp.asarray(self.mlp_.stats, copy=True)  # batch norm's running statistics
         self.__dict__.pop("_optimizer", None)
         if self.solver != "lbfgs":
             self.loss_curve_ = []
@@ -329,13 +375,23 @@ class MLPEstimator(BaseEstimator):
         if list(mlp.sizes) != sizes:
             raise ValueError(f"the network has layer sizes {mlp.sizes} but this call needs {sizes} (from "
                              "hidden_layer_sizes and the data): to change them, fit with warm_start=False")
+        layers = self._layers()
+        if mlp.norm != layers["norm"] or mlp.residual != layers["residual"]:
+            raise ValueError(f"the network has norm={mlp.norm!r} and residual={mlp.residual!r} but this call asks for "
+                             f"norm={layers['norm']!r} and residual={layers['residual']!r}: to change them, fit with "
+                             "warm_start=False")
+        rates = [b.dropout for b in build_blocks(sizes, mlp.activation, layers["dropout"])]
         loss = self._head().loss or DEFAULT_LOSS[mlp.output]  # the regressor's loss may have been set anew
         if (mlp.backend is not backend and mlp.backend.label != backend.label) or mlp.dtype != self.dtype \
-                or mlp.activation != HIDDEN[self.activation] or mlp.loss != loss:
+                or mlp.activation != HIDDEN[self.activation] or mlp.loss != loss \
+                or rates != [b.dropout for b in mlp.blocks]:
             arrays = [to_numpy(p) for p in mlp.params]
-            config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation], "loss": loss}
-            self.mlp_ = MLP.from_arrays(arrays, backend=backend, **config)
+            config = {**mlp.config(), "dtype": self.dtype, "activation": HIDDEN[self.activation], "loss": loss,
+                      **layers}
+            self.mlp_ = MLP.from_arrays(arrays, backend=backend, stats=to_numpy(mlp.stats), **config)
             self._best_flat = backend.asarray(to_numpy(self._best_flat), backend.dtype(self.dtype))
+            best = self.__dict__.get("_best_stats", mlp.stats)  # absent from estimators pickled before layers
+            self._best_stats = backend.asarray(to_numpy(best), backend.dtype(self.dtype))
             # the solver's state follows the network on its next step (SGDRule.update binds to the new buffer)
 
     def _new_rule(self) -> SGDRule:
@@ -345,7 +401,8 @@ class MLPEstimator(BaseEstimator):
         return AdamRule(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
 
     # ------------------------------------------------------------------- one batch
-    def _batch(self, Xb, Yb, wb, sw_sum: float, buf: Buffers = NO_BUFFERS, exact: bool = False):
+    def _batch(self, Xb, Yb, wb, sw_sum: float, buf: Buffers = NO_BUFFERS, exact: bool = False, masks=None,
+               track: bool = True):
         """Loss terms and gradient for one batch on the device: ``(data, sq, grad)``.
 
         ``data``: 0-d, the batch's data loss summed over its rows (each row times its weight
@@ -359,12 +416,20 @@ class MLPEstimator(BaseEstimator):
         Unweighted, the network's own loss is used (from the logits); ``exact`` computes
         scikit-learn's instead (log-losses clipped at machine epsilon), at the cost of a
         forward pass: L-BFGS's line search compares these values, so it needs the same ones.
+
+        With dropout or batch norm the network trains in train mode (``masks``: the batch's dropout
+        masks, or ``None``; ``track``: move batch norm's running statistics), and the loss is its own,
+        from the same forward pass as the gradient (weighted with ``wb``), ``exact`` or not.
         """
         mlp, head = self.mlp_, self._head()
         xp, m = mlp.xp, Xb.shape[0]
-        if wb is None and head.fast and not exact:
-            out = mlp.backprop(Xb, Yb, buf=buf)  # the rows' mean gradient, loss summed over rows
+        if wb is None and head.fast and (not exact or self._train_mode()):
+            out = mlp.backprop(Xb, Yb, buf=buf, masks=masks, track=track)  # the rows' mean gradient, loss summed
             data, grad = out.loss, out.grad
+        elif self._train_mode():  # (the poisson head is refused in fit) the weighted sum of the rows' losses
+            out = mlp.backprop(Xb, Yb, row_weights=wb * (m / sw_sum), weighted_loss=True, buf=buf, masks=masks,
+                               track=track)
+            data, grad = out.loss * (sw_sum / m), out.grad
         else:
             A = mlp.forward(Xb)  # an extra forward pass: per-row losses (scikit-learn's definitions)
             rows = head.rows(xp, A, Yb, float(np.finfo(mlp.dtype).eps))  # (m,)
@@ -382,6 +447,10 @@ class MLPEstimator(BaseEstimator):
             G += mlp.backend.nx.multiply(W, self.alpha / sw_sum, out=buf("l2", (nw,), W.dtype))
         return data, sq, grad
 
+    def _train_mode(self) -> bool:
+        """Whether the network trains otherwise than it predicts: dropout or batch norm."""
+        return self.mlp_.norm == "batch" or any(b.dropout for b in self.mlp_.blocks)
+
     def _batch_loss(self, data: float, sq: float | None, sw_sum: float) -> float:
         """scikit-learn's loss for one batch from :meth:`_batch`'s terms (host floats)."""
         norm = sw_sum * (self.n_outputs_ if self._head().per_output else 1)
@@ -393,8 +462,11 @@ class MLPEstimator(BaseEstimator):
         The loss is what a batch adds to ``loss_`` (data term as a sample-weighted mean,
         plus ``0.5 * alpha * ||W||^2`` over the weights' sum of weights); the gradient is the
         one the solvers step along, as a host ``(n_params,)`` array in the layout of
-        ``mlp_.flat`` (weights ``W1 ... WL``, then biases). For checks and debugging.
+        ``mlp_.flat`` (weights ``W1 ... WL``, then biases, then with ``norm`` each hidden layer's scale
+        and shift). For checks and debugging.
         ``exact=False``: the loss as the stochastic solvers compute it unweighted (from the logits).
+        With dropout or batch norm: in train mode without dropout masks (so the same on every call),
+        batch norm with the statistics of ``X`` (its running ones left alone), the network's own loss.
         """
         check_is_fitted(self)
         X, y = self._fit_input(X, y, reset=False)
@@ -404,7 +476,7 @@ class MLPEstimator(BaseEstimator):
             Xd, Yd, _ = self.mlp_.device_data(X, self._model_targets(y))
             wd = None if sw is None else self.mlp_.backend.asarray(sw, Xd.dtype)
             sw_sum = float(X.shape[0] if sw is None else sw.sum())
-            data, sq, grad = self._batch(Xd, Yd, wd, sw_sum, exact=exact)
+            data, sq, grad = self._batch(Xd, Yd, wd, sw_sum, exact=exact, track=False)
             return (self._batch_loss(float(data), None if sq is None else float(sq), sw_sum),
                     np.array(to_numpy(grad), dtype=np.float64))
 
@@ -445,6 +517,12 @@ class MLPEstimator(BaseEstimator):
                               stacklevel=3)
             batch_size = int(np.clip(self.batch_size, 1, n))
         spans = batch_spans(n, batch_size)
+        if mlp.norm == "batch" and any(stop - start < 2 for start, stop in spans):
+            raise ValueError(f"norm='batch' needs at least 2 samples in every batch (the variance of one is 0): "
+                             f"batch_size={self.batch_size!r} leaves a batch of 1 of the {n} training samples; choose "
+                             "another batch_size, or norm='layer'")
+        # dropout: each step's masks keyed (a seed drawn once per call from random_state, samples seen before the batch)
+        mask_seed = int(rs.randint(np.iinfo(np.int32).max)) if any(b.dropout for b in mlp.blocks) else None
         swd = None if sw is None else backend.asarray(sw, Xd.dtype)
         buf = Buffers(backend)
         flat = mlp.flat
@@ -464,7 +542,9 @@ class MLPEstimator(BaseEstimator):
                     sw_sum = float(rows if sw is None else sw[host_order[start:stop]].sum())
                     if sw_sum == 0:  # every weight of this batch is zero: nothing to learn from it
                         continue
-                    data, sq, grad = self._batch(Xb, Yb, wb, sw_sum, buf)
+                    masks = None if mask_seed is None else draw_masks(backend, mlp.blocks, mlp.sizes, mlp.dtype,
+                                                                      (mask_seed, self.t_ + start), rows)
+                    data, sq, grad = self._batch(Xb, Yb, wb, sw_sum, buf, masks=masks)
                     rule.update(backend, flat, grad)
                     datas.append(data)
                     sqs.append(sq)
@@ -495,8 +575,10 @@ class MLPEstimator(BaseEstimator):
                                   "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-        if self.early_stopping:  # restore the best weights
+        if self.early_stopping:  # restore the best weights (and batch norm's statistics with them)
             flat[...] = self._best_flat
+            if "_best_stats" in self.__dict__:
+                mlp.stats[...] = self._best_stats
 
     def _epoch_loss(self, datas: list, sqs: list, coefs: list, n: int) -> float:
         """``loss_``: the batches' losses weighted by their row counts, over ``n`` (host float64)."""
@@ -525,6 +607,7 @@ class MLPEstimator(BaseEstimator):
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 self._best_flat = self.mlp_.xp.asarray(self.mlp_.flat, copy=True)  # a device-side copy
+                self._best_stats = self.mlp_.xp.asarray(self.mlp_.stats, copy=True)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

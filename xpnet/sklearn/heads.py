@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 
 from ..losses import LOSSES
 
-HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}  # scikit-learn -> xpnet
+# scikit-learn's names -> xpnet's; beyond scikit-learn's four, xpnet's other hidden activations by their own names
+HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+          "leaky_relu": "leaky_relu", "gelu": "gelu", "silu": "silu", "elu": "elu", "softplus": "softplus"}
 
 
 def _xlogy_rows(xp, Y, log_p):

@@ -37,7 +37,7 @@ class MLPRegressor(RegressorMixin, MLPEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, device="cpu", dtype="float32",
-                 threads=None):
+                 threads=None, dropout=0.0, norm=None, residual=False):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
                          power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
@@ -45,7 +45,7 @@ class MLPRegressor(RegressorMixin, MLPEstimator):
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
                          n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
-                         threads=threads)
+                         threads=threads, dropout=dropout, norm=norm, residual=residual)
         self.loss = loss
 
     def _check_targets(self, y, incremental: bool):
