@@ -39,6 +39,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 "array operations per step: n/a (needs array-api-strict)")
     ops_line += ("; launches per step on the fused path (xpnet.fused): " + ", ".join(
         f"{k} {v}" for k, v in fused_counts.items())) if fused_counts else "; fused path: n/a (needs a C compiler to count)"
+    ops_line += ("; the fused path takes a plain stack (relu, leaky_relu, tanh, sigmoid or identity; softmax cross-entropy): "
+                 "dropout, norm, residual and the other activations run the generic step on every backend")
     print(ops_line, flush=True)
     results = bench.run_suite(device, quick, getattr(args, "repeats", None), progress=show, threads=blas_threads())
     table = bench.markdown(results)
