@@ -417,11 +417,6 @@ def test_resume_with_other_layers_is_refused(tmp_path):
 # ---------------------------------------------------------------- 5. synchronized batch norm, in one process
 # (tests/test_layers_mpi.py runs fit on 2 and 3 MPI ranks; here the ranks are threads, so the sums are checked
 # step by step on every backend, MPI or not)
-BATCH_NORM_BUG = ("batch_norm_backward returns dgamma and dbeta already summed over the ranks (row_sum), and fit's "
-                  "GradientSum sums the flat gradient over the ranks again: gamma's and beta's gradients are N times "
-                  "the global batch's (xpnet/layers.py batch_norm_backward: return this rank's sums for gamma and beta, "
-                  "the summed ones only in dZ; with xpnet/distributed.py row_sum copying its argument, see "
-                  "test_row_sum_leaves_its_argument_alone)")
 
 
 def _ranks_as_threads(model: xpnet.MLP, Xd, Y, masks, shares: list[tuple[int, int]]) -> list:
@@ -484,7 +479,6 @@ def test_synchronized_batch_norm_gives_the_weights_the_global_gradient(backend, 
             np.testing.assert_allclose(summed[name], reference[name], rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_NORM_BUG)
 @pytest.mark.parametrize("split", list(SHARES))
 def test_synchronized_batch_norm_gives_gamma_and_beta_the_global_gradient(backend, split):
     model, summed, reference = _synchronized(backend, split)
@@ -493,12 +487,8 @@ def test_synchronized_batch_norm_gives_gamma_and_beta_the_global_gradient(backen
             np.testing.assert_allclose(summed[name], reference[name], rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-ROW_SUM_ALIAS = ("Communicator.row_sum's total() sums in place in np.ascontiguousarray(to_numpy(a), dtype=np.float64), which "
-                 "is the argument's own memory for a float64 NumPy (or array-api-strict) array: the caller's array is "
-                 "overwritten with the sum (xpnet/distributed.py row_sum; copy first: np.array(..., dtype=np.float64))")
 
 
-@pytest.mark.xfail(strict=True, reason=ROW_SUM_ALIAS)
 @pytest.mark.parametrize("name", ["numpy", "strict-device1"])
 def test_row_sum_leaves_its_argument_alone(monkeypatch, name):
     """The per-unit sums batch norm hands to ``row_sum`` stay this rank's own: the sum is a new array.
@@ -618,9 +608,6 @@ def test_array_operations_per_step():
 
 
 # ---------------------------------------------------------------- found while testing
-@pytest.mark.xfail(strict=True, reason="EarlyStopping(restore_best=True) snapshots model.flat only: with batch norm the "
-                                       "best epoch's weights come back with the last epoch's running statistics "
-                                       "(xpnet/train.py EarlyStopping.on_epoch_end/on_train_end)")
 def test_early_stopping_restores_the_best_epochs_running_statistics():
     X, y = xpnet.make_moons(200, noise=0.3, seed=7)
     Xv, yv = xpnet.make_moons(60, noise=0.3, seed=8)

@@ -25,11 +25,6 @@ MODELS = {"batch": dict(activation="gelu", norm="batch", dropout=0.3, residual=T
 CASES = {"moons": (150, 32), "tiny-shares": (10, 2)}
 # SGD's step is proportional to the gradient (a gradient N times too large shows); Adam's is not
 OPTIMIZERS = {"momentum": lambda: xpnet.SGD(0.1, momentum=0.9), "adam": lambda: xpnet.Adam(1e-2)}
-BATCH_NORM_BUG = ("batch_norm_backward returns dgamma and dbeta already summed over the ranks (row_sum), and fit's "
-                  "GradientSum sums the flat gradient over the ranks again: gamma's and beta's gradients are N times "
-                  "the global batch's (xpnet/layers.py batch_norm_backward: return this rank's sums for gamma and beta, "
-                  "the summed ones only in dZ; with xpnet/distributed.py row_sum copying its argument, see "
-                  "test_row_sum_leaves_its_argument_alone)")
 
 
 def _train(backend: str, model_name: str, optimizer: str, case: str, comm=None) -> dict[str, np.ndarray]:
@@ -64,8 +59,7 @@ def _rounding_noise(model_name: str) -> dict[str, np.ndarray]:
 
 
 @needs_mpi
-@pytest.mark.parametrize("model_name", [pytest.param("batch", marks=pytest.mark.xfail(strict=True, reason=BATCH_NORM_BUG)),
-                                        "layer"])
+@pytest.mark.parametrize("model_name", ["batch", "layer"])
 @pytest.mark.parametrize("n", [2, 3])
 def test_n_ranks_compute_what_one_process_computes(n, model_name, tmp_path):
     result = _mpiexec(n, __file__, model_name, str(tmp_path), env={"OPENBLAS_NUM_THREADS": "1"})

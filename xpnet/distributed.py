@@ -214,7 +214,7 @@ class Communicator:
         from mpi4py import MPI
 
         def total(a):
-            host = np.ascontiguousarray(to_numpy(a), dtype=np.float64)
+            host = np.array(to_numpy(a), dtype=np.float64, order="C")  # a copy: the Allreduce writes into it
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
             return backend.asarray(host.astype(to_numpy(a).dtype))
 

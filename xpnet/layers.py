@@ -152,10 +152,11 @@ def batch_norm_backward(nx, dN, xhat, invstd, gamma, row_sum=None, rows=None):
     ``dbeta = sum(dN)`` and ``dgamma = sum(dN * xhat)`` (both summed across ranks). 9 array operations.
     """
     total, rows, n = _summed(row_sum), rows or dN.shape[0], dN.shape[1]
-    dbeta = total(nx.sum(dN, axis=0))  # (n,)
-    dgamma = total(nx.vecdot(dN, xhat, axis=-2))  # (n,)
+    dbeta = nx.sum(dN, axis=0)  # (n,) this process's rows: the gradient sum across ranks adds the others'
+    dgamma = nx.vecdot(dN, xhat, axis=-2)  # (n,)
+    all_dbeta, all_dgamma = (dbeta, dgamma) if row_sum is None else (total(dbeta), total(dgamma))  # the global batch's
     scale = gamma * nx.reshape(invstd, (n,))  # (n,)
-    inner = xhat * (dgamma * (1.0 / rows)) + dbeta * (1.0 / rows)  # (m, n)
+    inner = xhat * (all_dgamma * (1.0 / rows)) + all_dbeta * (1.0 / rows)  # (m, n)
     return (dN - inner) * scale, dgamma, dbeta
 
 
@@ -178,7 +179,7 @@ def layer_norm_backward(nx, dN, xhat, invstd, gamma):
 
         dZ = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
 
-    and ``dgamma = sum over rows of dN * xhat``, ``dbeta = sum over rows of dN``. 12 array operations.
+    and ``dgamma = sum over rows of dN * xhat``, ``dbeta = sum over rows of dN``. 11 array operations.
     """
     m, n = dN.shape
     dbeta = nx.sum(dN, axis=0)  # (n,)

@@ -64,8 +64,9 @@ class Callback:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    With ``restore_best`` the weights of the best epoch are copied back at the end
-    (snapshots are device-side copies; nothing goes through the host).
+    With ``restore_best`` the weights of the best epoch, and batch norm's running statistics
+    with them, are copied back at the end (snapshots are device-side copies; nothing goes
+    through the host).
     """
 
     def __init__(self, patience: int = 5, monitor: str = "val_loss", min_delta: float = 0.0, restore_best: bool = True):
@@ -77,10 +78,11 @@ class EarlyStopping(Callback):
         self.restore_best = restore_best
         self.best: float | None = None
         self.best_params: list | None = None
+        self.best_stats = None  # batch norm's running statistics of the best epoch
         self.wait = 0
 
     def on_train_begin(self, model, history):
-        self.best, self.best_params, self.wait = None, None, 0
+        self.best, self.best_params, self.best_stats, self.wait = None, None, None, 0
 
     def on_epoch_end(self, model, history):
         values = getattr(history, self.monitor)
@@ -93,6 +95,7 @@ class EarlyStopping(Callback):
             history.best_epoch = history.epoch[-1]
             if self.restore_best:
                 self.best_params = [model.xp.asarray(model.flat, copy=True)]  # one device-side copy
+                self.best_stats = model.xp.asarray(model.stats, copy=True) if model.stats.shape[0] else None
             return False
         self.wait += 1
         return self.wait >= self.patience
@@ -100,13 +103,19 @@ class EarlyStopping(Callback):
     def on_train_end(self, model, history):
         if self.restore_best and self.best_params is not None:
             model.flat[...] = self.best_params[0]  # into the buffer: params, optimizer stay attached
+            if self.best_stats is not None:
+                model.stats[...] = self.best_stats
 
     def state(self) -> tuple[dict, list]:
-        return {"best": self.best, "wait": self.wait}, list(self.best_params or [])
+        stats = [] if self.best_stats is None else [self.best_stats]
+        return {"best": self.best, "wait": self.wait, **({"stats": True} if stats else {})}, list(self.best_params or []) + stats
 
     def load_state(self, meta: dict, arrays: list, model: MLP) -> None:
         self.best, self.wait = meta["best"], meta["wait"]
-        if len(arrays) > 1:  # a version 1 checkpoint kept the snapshot per layer
+        self.best_stats = None
+        if meta.get("stats"):  # the snapshot, then its running statistics
+            arrays, self.best_stats = arrays[:-1], model.backend.asarray(arrays[-1])
+        elif len(arrays) > 1:  # a version 1 checkpoint kept the snapshot per layer
             arrays = [model.pack(arrays)]
         self.best_params = [model.backend.asarray(a) for a in arrays] or None
 
