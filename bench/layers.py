@@ -418,6 +418,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def commit() -> str | None:
+    """The checkout's commit, with "+changes" where tracked files differ from it; ``None`` outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + (" +changes" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs, seed 0, batch 256 only, 3 rounds")
@@ -449,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in (args.batches or ("256" if args.quick else "256,1024")).split(",")]
     rounds = args.rounds or (3 if args.quick else 7)
     result: dict = {"command": "python bench/layers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                    "environment": environment("cpu")}
+                    "environment": {**environment("cpu"), "commit": commit()}}
 
     def record(update: dict) -> None:  # the JSON file grows with the run: a stopped run keeps what it measured
         if args.json:
