@@ -80,6 +80,8 @@ def test_n_ranks_compute_what_one_process_computes(n, model_name, tmp_path):
                     got = ranks[0][f"{backend}-{optimizer}-{case}-{what}"]
                     where = f"{backend} {model_name} {optimizer} {case} {what}"
                     loose = noise.get(what, np.zeros(value.shape, bool))
+                    if what == "val_loss" and model_name == "batch":  # eval mode reads those running means
+                        loose = np.ones(value.shape, bool)
                     # the same sums added in another order: float64 rounding apart, nothing more
                     np.testing.assert_allclose(got[~loose], value[~loose], rtol=1e-9, atol=1e-9, err_msg=where)
                     np.testing.assert_allclose(got[loose], value[loose], rtol=0, atol=1e-6, err_msg=where)

@@ -485,7 +485,7 @@ class MLP:
             if l < last:  # a plain block computes the activation in place: its backward pass needs only A
                 running = self.running[l] if track or not train else None
                 A, cache = self.blocks[l].forward(nx, Z, A, self._norm_params(l), running, train,
-                                                  masks[l] if masks else None, row_sum, rows, out=Z if buf.enabled else None)
+                                                  masks[l] if masks else None, row_sum, rows, buf.enabled)
                 acts.append(A)
                 caches.append(cache)
         return acts, caches, Z
@@ -563,7 +563,7 @@ class MLP:
                 if skip is not None:  # the skip of the block above carries its gradient past it
                     dA += skip
                 dZ, skip, dnorm = self.blocks[l - 1].backward(nx, dA, caches[l - 1], self._norm_params(l - 1), row_sum,
-                                                              rows, out=dA if buf.enabled else None)
+                                                              rows, buf.enabled)
                 if dnorm is not None:
                     for kind, g in zip(("gamma", "beta"), dnorm):
                         i = index(kind, l - 1)
