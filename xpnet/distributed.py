@@ -148,6 +148,7 @@ class Communicator:
         self.comm = comm
         self.phase = "setup"  # "setup" until the ranks agree that training starts, then "training", "done"
         self.allreduce_seconds, self.allreduce_calls = 0.0, 0
+        self.row_sum_seconds, self.row_sum_calls = 0.0, 0  # synchronized batch norm's sums (row_sum)
         own = _affinity()
         if comm is None:
             self.rank, self.size, self.local_rank, self.local_size = 0, 1, 0, 1
@@ -208,15 +209,20 @@ class Communicator:
     def row_sum(self, backend):
         """Batch norm's sum over the ranks (synchronized batch norm): ``fn(a) -> the sum of ``a``
         over every rank``, for a small device array (a layer's per-unit sums). Each call is one
-        ``Allreduce`` through the host (float64), four per batch-normed layer and step."""
+        ``Allreduce`` through the host (float64), four per batch-normed layer and step; their time and
+        count add up in ``row_sum_seconds`` and ``row_sum_calls``."""
         if self.size == 1:
             return None
         from mpi4py import MPI
 
         def total(a):
+            t0 = time.perf_counter()
             host = np.array(to_numpy(a), dtype=np.float64, order="C")  # a copy: the Allreduce writes into it
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
-            return backend.asarray(host.astype(to_numpy(a).dtype))
+            out = backend.asarray(host.astype(to_numpy(a).dtype))
+            self.row_sum_seconds += time.perf_counter() - t0
+            self.row_sum_calls += 1
+            return out
 
         return total
 
