@@ -34,12 +34,18 @@ def numeric_grads(model: xpnet.MLP, X, y, eps: float = 1e-6) -> list[np.ndarray]
     every parameter: each entry of the flat buffer moved by +-eps in turn, the data on the
     device once."""
     data = model.device_data(X, y)
+    return central_differences(model, lambda: model.scores(*data)["loss"], eps)
+
+
+def central_differences(model: xpnet.MLP, loss, eps: float = 1e-6) -> list[np.ndarray]:
+    """``d loss() / d p`` for every entry ``p`` of ``model.flat``, moved by +-eps in turn (float64),
+    laid out as ``model.params``."""
     host = xpnet.to_numpy(model.flat).copy()  # (n_params,) float64
     backend = model.backend
 
     def loss_at() -> float:
         model.flat[...] = backend.asarray(host)  # the params are views into flat
-        return model.scores(*data)["loss"]
+        return loss()
 
     g = np.zeros_like(host)
     for i in range(host.size):

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_gradients import central_differences
 
 import xpnet
 from xpnet.activations import ACTIVATIONS
@@ -73,23 +74,7 @@ def train_numeric_grads(model: xpnet.MLP, X, y, masks, eps: float = 1e-6) -> lis
     tests/test_gradients.py's ``numeric_grads`` differentiates ``scores``, the eval-mode loss, which is
     another function once a model has batch norm or dropout.
     """
-    host = _host(model.flat)  # (n_params,) float64
-
-    def loss_at() -> float:
-        model.flat[...] = model.backend.asarray(host)  # the params are views into flat
-        return model.loss_and_grads(X, y, masks)[0]
-
-    g = np.zeros_like(host)
-    for i in range(host.size):
-        orig = host[i]
-        host[i] = orig + eps
-        up = loss_at()
-        host[i] = orig - eps
-        down = loss_at()
-        host[i] = orig
-        g[i] = (up - down) / (2 * eps)
-    model.flat[...] = model.backend.asarray(host)
-    return [g[start:stop].reshape(shape) for start, stop, shape in model.layout.slices]
+    return central_differences(model, lambda: model.loss_and_grads(X, y, masks)[0], eps)
 
 
 def _assert_grads_close(names, grads, reference, tol: float) -> None:
