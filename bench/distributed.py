@@ -16,7 +16,7 @@ the run (``Communicator.allreduce_seconds``: the copy to the host buffer, the su
 the wait for the slowest rank), and the same Allreduce alone (``--reduce-repeats``
 back-to-back sums of the same buffer after a barrier: the cost of the sum without waiting).
 ``--norm batch`` normalizes the hidden layers with batch norm synchronized across the ranks, and
-reports the time of its sums per step (four small Allreduces per layer and step)::
+reports the time of its sums per step (three small Allreduces per layer and step)::
 
     python bench/distributed.py --configs 1x1,2x1 --norm batch
 """

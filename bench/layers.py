@@ -13,7 +13,7 @@ see :func:`xpnet.bench.pinned_threads`):
    that seed (He init: N(0, 2/fan_in), zero biases; scales 1, shifts 0, copied), and sees the
    same batches in the same order (xpnet's shuffle keyed (seed, epoch), with each batch's rows
    sorted, as ``fit`` draws it). Dropout masks are each framework's own (xpnet's keyed
-   (seed, epoch, layer); PyTorch's ``nn.Dropout`` after ``torch.manual_seed(seed)``). Test
+   (seed, epoch, step, layer); PyTorch's ``nn.Dropout`` after ``torch.manual_seed(seed)``). Test
    accuracy in eval mode (batch norm's running statistics, no dropout); the median over the
    seeds. Runs are interleaved: seed by seed, configuration by configuration, xpnet then
    PyTorch. The initial eval-mode training loss of both is recorded as a check of the copy.
@@ -22,9 +22,8 @@ see :func:`xpnet.bench.pinned_threads`):
    layer norm on ``[784,512,512,10]``, GELU (tanh form) on the same, and a residual network
    ``[784,256,256,256,10]`` (skips on the two 256-to-256 layers) beside the plain network of
    those widths. xpnet runs ``xpnet.train.train_step`` with reused buffers; for dropout each
-   unit of work draws the masks of all its rows first (``xpnet.layers.draw_masks``, in a
-   shuffled order) and each step takes its slice, as ``fit`` does per epoch, so the host draw
-   is paid per row as in training. PyTorch runs eager with the same layers (``nn.Dropout``
+   step draws its masks on the host (``xpnet.layers.draw_masks``) and uploads them, as ``fit``
+   does, so the draw is paid as in training. PyTorch runs eager with the same layers (``nn.Dropout``
    draws its masks in the step). After a warm-up, timed windows of at least ``--window``
    seconds alternate between the two (the first in each round swapped every round) for
    ``--rounds`` rounds; reported: each one's median samples/s and the median of the rounds'
@@ -165,7 +164,7 @@ def fit_xpnet(settings: dict, seed: int, data, recipe: dict) -> dict:
 
 def fit_torch(settings: dict, seed: int, data, recipe: dict, xpnet_masks: bool = False) -> dict:
     """The same run in PyTorch: xpnet's initial weights for ``seed``, its batches, the same optimizer;
-    with ``xpnet_masks`` also the dropout masks ``fit`` draws (keyed (seed, epoch), in the epoch's order)."""
+    with ``xpnet_masks`` also the dropout masks ``fit`` draws (keyed (seed, epoch, step) over each batch's rows)."""
     import torch
 
     torch.manual_seed(seed)  # nn.Dropout's masks
@@ -181,15 +180,15 @@ def fit_torch(settings: dict, seed: int, data, recipe: dict, xpnet_masks: bool =
     t0 = time.perf_counter()
     for epoch in range(recipe["epochs"]):
         net.train()
-        host_order = block_sorted(host.random(seed, epoch).host_permutation(m), batch)  # as fit draws it
+        host_order = block_sorted(host.random(seed, epoch).permutation(m), batch)  # as fit draws it
         order = torch.from_numpy(host_order)
-        masks = [torch.from_numpy(mk) for mk in draw_masks(host, model.blocks, model.sizes, model.dtype, (seed, epoch), m,
-                                                           host_order)] if dropouts else []
         total = torch.zeros(())
-        for start, stop in spans:
+        for step, (start, stop) in enumerate(spans):
             idx = order[start:stop]
-            for module, mk in zip(dropouts, masks):
-                module.mask = mk[start:stop]
+            if dropouts:  # fit's masks for this step: keyed (seed, epoch, step) over the batch's rows
+                masks = draw_masks(host, model.blocks, model.sizes, model.dtype, (seed, epoch, step), stop - start)
+                for module, mk in zip(dropouts, masks):
+                    module.mask = torch.from_numpy(mk)
             loss = torch.nn.functional.cross_entropy(net(X[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -263,14 +262,10 @@ def xpnet_step_runner(sizes, settings: dict, batch: int, X, y):
     units = iter(range(10**9))
 
     def run() -> None:
-        masks = None
-        if dropout:
-            unit = next(units)
-            order = block_sorted(backend.random(0, unit).host_permutation(rows), batch)
-            masks = draw_masks(backend, model.blocks, model.sizes, model.dtype, (0, unit), rows, order)
-        for s in range(steps):
-            step_masks = None if masks is None else [None if mk is None else mk[s * batch:(s + 1) * batch] for mk in masks]
-            train_step(model, opt, Xb, Yb, buf=buf, masks=step_masks)
+        unit = next(units)
+        for s in range(steps):  # each step draws its masks on the host, as fit does
+            masks = draw_masks(backend, model.blocks, model.sizes, model.dtype, (0, unit, s), batch) if dropout else None
+            train_step(model, opt, Xb, Yb, buf=buf, masks=masks)
         backend.synchronize()
 
     return run, rows

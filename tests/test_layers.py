@@ -601,3 +601,32 @@ def test_early_stopping_restores_the_best_epochs_running_statistics():
                         callbacks=[xpnet.EarlyStopping(patience=2)], verbose=False)
     assert history.best_epoch == 4 and history.epoch[-1] == 6  # stopped 2 epochs after the best: its weights came back
     assert model.evaluate(Xv, yv)["loss"] == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-12)
+
+
+def test_batch_norm_takes_its_statistics_over_the_rows_it_has_whatever_batch_size_divides():
+    """``batch_size`` divides the gradient (accumulating steps, data-parallel shares); in one process the
+    statistics are still the given rows': twice the rows' gradient over ``batch_size=2m`` is the mean's."""
+    X, y = np.random.default_rng(3).normal(size=(64, 2)), np.arange(64) % 2
+    model = xpnet.MLP([2, 8, 8, 2], norm="batch", dtype="float64", seed=1)
+    Xd, Y, _ = model.device_data(X, y)
+    half = model.backprop(Xd, Y, batch_size=128, track=False).grad
+    np.testing.assert_allclose(2 * np.asarray(half), np.asarray(model.backprop(Xd, Y, track=False).grad), rtol=1e-12)
+    with pytest.raises(ValueError, match="row_sum .* needs batch_size"):
+        model.backprop(Xd, Y, row_sum=lambda a: a)
+
+
+def test_a_numpy_scalar_is_a_dropout_rate():
+    assert xpnet.MLP([3, 4, 2], dropout=np.float32(0.25)).dropout == 0.25
+    assert xpnet.MLP([3, 4, 4, 2], dropout=[np.float64(0.1), np.int64(0)]).dropout == [0.1, 0.0]
+
+
+def test_fit_holds_one_batch_of_dropout_masks_at_a_time(monkeypatch):
+    """Masks are drawn per step for the step's rows, not for the epoch's: memory O(batch x width)."""
+    import xpnet.train as train
+
+    drawn = []
+    real = train.draw_masks
+    monkeypatch.setattr(train, "draw_masks", lambda *a, **k: drawn.append(a[5]) or real(*a, **k))
+    X, y = np.random.default_rng(0).normal(size=(100, 3)), np.arange(100) % 2
+    xpnet.fit(xpnet.MLP([3, 6, 2], dropout=0.5), X, y, epochs=1, batch_size=32, verbose=False)
+    assert drawn == [32, 32, 32, 4]

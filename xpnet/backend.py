@@ -311,10 +311,6 @@ class Random:
             block = rows[start:start + step]
             block[...] = self._host.standard_normal(block.shape) * scale
 
-    def host_permutation(self, n: int) -> np.ndarray:
-        """The permutation :meth:`permutation` draws for the same key, as a host array."""
-        return self._host.permutation(n)
-
     def permutation(self, n: int):
         """A random permutation of ``range(n)``: drawn on the host, moved to the device once
         (8 bytes a row; for NumPy, the host array itself). For batches, see

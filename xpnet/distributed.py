@@ -209,7 +209,7 @@ class Communicator:
     def row_sum(self, backend):
         """Batch norm's sum over the ranks (synchronized batch norm): ``fn(a) -> the sum of ``a``
         over every rank``, for a small device array (a layer's per-unit sums). Each call is one
-        ``Allreduce`` through the host (float64), four per batch-normed layer and step; their time and
+        ``Allreduce`` through the host (float64), three per batch-normed layer and step; their time and
         count add up in ``row_sum_seconds`` and ``row_sum_calls``."""
         if self.size == 1:
             return None
@@ -217,9 +217,10 @@ class Communicator:
 
         def total(a):
             t0 = time.perf_counter()
-            host = np.array(to_numpy(a), dtype=np.float64, order="C")  # a copy: the Allreduce writes into it
+            values = to_numpy(a)  # one read from the device
+            host = np.array(values, dtype=np.float64, order="C")  # a copy: the Allreduce writes into it
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
-            out = backend.asarray(host.astype(to_numpy(a).dtype))
+            out = backend.asarray(host.astype(values.dtype))
             self.row_sum_seconds += time.perf_counter() - t0
             self.row_sum_calls += 1
             return out

@@ -17,13 +17,15 @@ model runs its product, the block, and the next product.
 Batch norm follows PyTorch's ``BatchNorm1d`` (eps 1e-5, momentum 0.1): in train mode ``mu`` and
 ``var`` are the batch's mean and biased variance over the rows, and the running statistics move
 by ``r = 0.9 r + 0.1 s`` (with the unbiased variance); in eval mode the running ones are used.
-Across data-parallel ranks every row sum goes through ``row_sum`` (an ``Allreduce``), so the
-statistics are the global batch's (synchronized batch norm). Layer norm follows ``LayerNorm``:
+Across data-parallel ranks the row sums go through ``row_sum`` (an ``Allreduce``: the mean and
+the variance forward, the two backward sums together), so the statistics are the global batch's
+(synchronized batch norm). Layer norm follows ``LayerNorm``:
 ``mu`` and ``var`` over each row's ``n_l`` units, the same in both modes.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -123,7 +125,7 @@ def batch_norm_forward(nx, Z, gamma, beta, running=None, train: bool = True, row
     Train mode normalizes with the batch's mean and biased variance over ``rows`` rows (summed
     across ranks by ``row_sum``) and, given ``running`` ``(mean, var)``, moves them in place by
     :data:`MOMENTUM` (the variance unbiased: ``var * rows / (rows - 1)``). Eval mode uses
-    ``running``. 11 array operations in train mode (plus 6 for the running statistics), 5 in eval.
+    ``running``. 11 array operations in train mode (plus 6 for the running statistics), 6 in eval.
     """
     n = Z.shape[1]
     if not train:
@@ -171,7 +173,11 @@ def batch_norm_backward(nx, dN, xhat, invstd, gamma, row_sum=None, rows=None):
     total, rows, n = _summed(row_sum), rows or dN.shape[0], dN.shape[1]
     dbeta = nx.sum(dN, axis=0)  # (n,) this process's rows: the gradient sum across ranks adds the others'
     dgamma = nx.sum(dN * xhat, axis=0)  # (n,)
-    all_dbeta, all_dgamma = (dbeta, dgamma) if row_sum is None else (total(dbeta), total(dgamma))  # the global batch's
+    if row_sum is None:
+        all_dbeta, all_dgamma = dbeta, dgamma
+    else:  # the global batch's, in one sum across the ranks
+        both = total(nx.concat([dbeta, dgamma]))
+        all_dbeta, all_dgamma = both[:n], both[n:]
     scale = gamma * nx.reshape(invstd, (n,))  # (n,)
     inner = xhat * (all_dgamma * (1.0 / rows))  # (m, n)
     inner += all_dbeta * (1.0 / rows)
@@ -234,7 +240,7 @@ def build_blocks(sizes, activation: str, dropout: Any = 0.0, norm: str | None = 
     else:
         rates = [dropout] * hidden
     for r in rates:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0 <= r < 1:
             raise ValueError(f"dropout={dropout!r} is out of range: expected a rate 0 <= p < 1 (or one per hidden layer)")
     if norm is not None and norm not in NORMS:
         raise ValueError(f"norm={norm!r} is not a normalization: expected None, 'batch' or 'layer'")
@@ -251,28 +257,30 @@ def build_blocks(sizes, activation: str, dropout: Any = 0.0, norm: str | None = 
     return [Block(activation, norm, float(r), s) for r, s in zip(rates, skips)]
 
 
-def draw_masks(backend, blocks: list[Block], sizes, dtype: str, key: tuple[int, ...], rows, order=None) -> list:
-    """Dropout masks for ``rows`` rows: per hidden layer a device array ``(m, n_l)`` of 0 and
-    ``1 / (1 - p)`` in ``dtype``, or ``None`` where ``p`` is 0.
+def draw_masks(backend, blocks: list[Block], sizes, dtype: str, key: tuple[int, ...], rows: int,
+               part: tuple[int, int] | None = None) -> list:
+    """Dropout masks for a batch of ``rows`` rows: per hidden layer a device array ``(rows, n_l)`` of
+    0 and ``1 / (1 - p)`` in ``dtype``, or ``None`` where ``p`` is 0; with ``part`` ``(start, stop)``,
+    only those rows of it (a data-parallel rank's share), drawn the same.
 
-    Drawn on the host from the generator keyed ``(*key, layer)``, row by row in the order of the
-    rows' own index (``rows`` of them), then arranged in ``order`` (a host permutation: the
-    epoch's batches), so each row gets the same mask whatever batch or rank it lands in, and a
-    resumed run draws what an uninterrupted one drew. :func:`xpnet.fit` draws each epoch's masks
-    once, keyed ``(seed, epoch)``, and each step takes a slice (no array operation).
+    Drawn on the host from the generator keyed ``(*key, layer)``, row by row. :func:`xpnet.fit` keys
+    each step's masks ``(seed, epoch, step)`` over the global batch's rows, so a resumed run draws
+    what an uninterrupted one drew and every rank's share is what one process would draw for
+    those rows; the host works and the device holds one batch's masks at a time.
     """
     import numpy as np
 
     masks = []
+    start, stop = part if part is not None else (0, rows)
     for h, block in enumerate(blocks):
         if not block.dropout:
             masks.append(None)
             continue
         host = np.random.default_rng(np.random.SeedSequence([*key, DROPOUT_STREAM, h]))
-        keep = host.random((rows, sizes[h + 1])) >= block.dropout  # (m, n_h) in the rows' own order
+        keep = host.random((rows, sizes[h + 1]))[start:stop] >= block.dropout  # (rows, n_h), then the share
         mask = keep.astype(dtype) * np.asarray(1.0 / (1.0 - block.dropout), dtype=dtype)
-        masks.append(backend.asarray(mask if order is None else mask[np.asarray(order)]))
+        masks.append(backend.asarray(mask))
     return masks
 
 
-DROPOUT_STREAM = 7  # in the masks' key, apart from the shuffles' (seed, epoch)
+DROPOUT_STREAM = 7  # in the masks' key, apart from the other keyed draws' (seed), (seed, epoch)

@@ -105,12 +105,14 @@ class MLP:
 
         dropout: inverted dropout after each hidden layer's activation, in training only: one
             rate ``0 <= p < 1`` for every hidden layer, or a list of one per hidden layer; masks are
-            drawn keyed by seed, epoch, layer and row (:func:`xpnet.layers.draw_masks`).
+            drawn on the host per step keyed by seed, epoch, step and layer over the global batch's
+            rows (:func:`xpnet.layers.draw_masks`).
         norm: ``None``, ``"batch"`` or ``"layer"``: a normalization between each hidden layer's
             product and its activation, with a trained scale (from 1) and shift (from 0); batch
             norm keeps running statistics for eval mode (PyTorch's conventions: :mod:`xpnet.layers`).
         residual: add each hidden layer's input to its output where the widths match
-            (``A_l = A_{l-1} + f(A_{l-1})``); refused where no hidden layer keeps its width.
+            (``A_l = A_{l-1} + dropout(f(norm(A_{l-1} W_l + b_l)))``); refused where no hidden layer
+            keeps its width.
 
     Attributes:
         params: ``[W1, b1, W2, b2, ...]``, backend arrays; ``W`` is ``(n_{l-1}, n_l)``; a normalized
@@ -536,7 +538,9 @@ class MLP:
         nx = self.backend.nx
         m = X.shape[0]
         scale = 1.0 / (batch_size or m)
-        rows = batch_size or m  # the global batch's rows
+        if row_sum is not None and batch_size is None:
+            raise ValueError("row_sum (batch norm's sum across ranks) needs batch_size, the global batch's rows")
+        rows = m if row_sum is None else batch_size  # the rows batch norm's statistics are taken over
         acts, caches, Z = self._forward(X, buf, True, masks, row_sum, rows, track)
         weights = row_weights if weighted_loss else None  # the loss too is the weighted sum over the rows
         if self.output == "softmax" and self.loss == "cross_entropy":

@@ -22,7 +22,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import NO_BUFFERS, Buffers, Random, to_numpy
+from .backend import NO_BUFFERS, Buffers, to_numpy
 from .batches import batch_spans, block_sorted, gather_batch
 from .checkpoint import CheckpointLock, Position, load_checkpoint, save_checkpoint
 from .distributed import as_communicator
@@ -203,7 +203,9 @@ def train_step(model: MLP, optimizer: Optimizer, X, Y, labels=None, *, batch_siz
         row_weights: ``(m,)`` device weights of the rows (model dtype), or ``None``: each row's
             loss and gradient term times its weight, still divided by ``batch_size`` rows.
         masks: the batch's dropout masks (see :meth:`MLP.backprop`); for a model with dropout,
-            ``None`` draws them keyed ``(model.seed, optimizer step)`` (:func:`xpnet.layers.draw_masks`).
+            ``None`` draws them keyed ``(model.seed, optimizer step)`` (:func:`xpnet.layers.draw_masks`):
+            the same on every data-parallel rank, so a loop of your own across ranks passes each
+            rank's share of one draw (:func:`fit` does).
         row_sum: across data-parallel ranks, the sum over the ranks for synchronized batch norm.
 
     Returns:
@@ -239,8 +241,8 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
     global batches' sizes as ``batch_sizes`` (what each step's gradient is divided by) and
     the per-step sum across ranks as ``grad_hook``; ``stop`` is then the ranks' agreed flag.
     ``weights``: ``(m,)`` device row weights, gathered with the rows (see :func:`train_step`).
-    ``masks``: the epoch's dropout masks per hidden layer, ``(m, n_l)`` in the epoch's batch order
-    (each step takes the rows of its span: a view) or ``None``; ``row_sum``: see :func:`train_step`.
+    ``masks``: ``masks(step)``, the step's dropout masks for these rows (see :func:`train_step`), or
+    ``None``; ``row_sum``: see :func:`train_step`.
 
     Returns ``(losses, corrects, steps)``: each step's loss summed over its rows and its
     correct count as 0-d device arrays (nothing is read back here; ``corrects`` is empty
@@ -254,8 +256,7 @@ def run_epoch(model: MLP, optimizer: Optimizer, Xd, Yd, labels, spans, order, bu
         Xb, Yb, Lb, Wb = gather_batch(model.backend, spans[batch], order, buf, X=Xd, Y=Yd,
                                       L=labels if count and not onehot else None, W=weights)
         size = None if batch_sizes is None else batch_sizes[batch]  # across ranks: the global batch's rows
-        start, stop_row = spans[batch]
-        step_masks = None if masks is None else [None if mk is None else mk[start:stop_row, :] for mk in masks]
+        step_masks = None if masks is None else masks(batch)
         loss, correct = train_step(model, optimizer, Xb, Yb, Lb, batch_size=size, onehot=count and onehot,
                                    grad_hook=grad_hook, buf=buf, row_weights=Wb, masks=step_masks, row_sum=row_sum)
         losses.append(loss)
@@ -479,7 +480,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
             t0 = time.perf_counter()
             # keyed (seed, epoch), drawn on the host: every backend sees the same batches
             order = block_sorted(backend.random(seed, epoch).permutation(m), batch_size) if gather else None
-            masks = _epoch_masks(model, seed, epoch, m, batch_size, gather)
+            masks = _step_masks(model, seed, epoch, spans, mine)
             first = pos.step if epoch == pos.epoch else 0
             if fused is not None:
                 t_before = optimizer.t - first  # steps taken before the epoch's first
@@ -560,13 +561,19 @@ def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, i
     return record[:-2].astype(to_numpy(flat[:0]).dtype), int(round(float(record[-2]))), bool(record[-1])
 
 
-def _epoch_masks(model: MLP, seed: int, epoch: int, m: int, batch_size: int | None, shuffled: bool) -> list | None:
-    """The epoch's dropout masks in its batch order (``None`` without dropout): keyed ``(seed, epoch)``
-    by each row's own index, so a resumed epoch and every rank's share draw what one process drew."""
+def _step_masks(model: MLP, seed: int, epoch: int, spans, mine) -> Callable | None:
+    """``masks(step)``: the step's dropout masks for this rank's rows (``None`` without dropout), keyed
+    ``(seed, epoch, step)`` over the global batch's rows (``spans``), of which this rank takes its
+    share (``mine``): a resumed epoch and every rank draw what one uninterrupted process draws."""
     if not any(b.dropout for b in model.blocks):
         return None
-    order = block_sorted(Random(model.backend, (seed, epoch)).host_permutation(m), batch_size) if shuffled else None
-    return draw_masks(model.backend, model.blocks, model.sizes, model.dtype, (seed, epoch), m, order)
+
+    def masks(step: int) -> list:
+        (g0, g1), (s0, s1) = spans[step], mine[step]
+        return draw_masks(model.backend, model.blocks, model.sizes, model.dtype, (seed, epoch, step), g1 - g0,
+                          (s0 - g0, s1 - g0))
+
+    return masks
 
 
 def _fused_step(model, optimizer, path, reuse_buffers, label_vector, processes, Xd, labels, Wd, batch_size):

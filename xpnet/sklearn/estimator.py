@@ -306,7 +306,10 @@ class MLPEstimator(BaseEstimator):
 
     def _layers(self) -> dict:
         """``dropout``, ``norm`` and ``residual`` as :class:`xpnet.MLP` takes them."""
-        dropout = self.dropout if isinstance(self.dropout, numbers.Real) else [float(p) for p in self.dropout]
+        if isinstance(self.dropout, numbers.Real):  # a NumPy scalar too; a bool is refused by build_blocks
+            dropout = self.dropout if isinstance(self.dropout, bool) else float(self.dropout)
+        else:
+            dropout = [float(p) for p in self.dropout]
         return {"dropout": dropout, "norm": self.norm, "residual": bool(self.residual)}
 
     def _check_layers(self, sizes: list[int]) -> None:
