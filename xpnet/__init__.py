@@ -28,7 +28,7 @@ over the flat buffer (PyTorch's and scikit-learn's forms as options); ``batches`
 and gathers the rows of each step; ``kernels/`` holds the fused kernels (one C source each, for NVRTC
 and the C compiler) and ``fused`` the step built on them; ``train`` is ``fit`` and ``train_step``, with
 ``faults`` for interruptions, divergence and memory; ``io`` and ``checkpoint`` write and
-read model files and checkpoints (npz + JSON, no pickle); ``distributed`` is MPI,
+read model files and checkpoints (npz + JSON, no pickle), ``export`` writes a model as one ONNX graph; ``distributed`` is MPI,
 ``sklearn/`` scikit-learn's estimator contract, ``metrics``, ``plot``, ``logs`` (a CSV
 row and TensorBoard scalars per epoch, on disk as it ends), ``bench`` and ``opcount`` report.
 """
@@ -53,6 +53,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "Callback": "train", "EarlyStopping": "train", "fit": "train", "train_step": "train",
     "ReduceLROnPlateau": "train",
     "CSVLogger": "logs", "TensorBoardLogger": "logs",
+    "export_onnx": "export", "to_onnx": "export",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

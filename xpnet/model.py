@@ -376,6 +376,13 @@ class MLP:
             self._target_scale_to_fit = None
             self._device_cache.clear()
 
+    @property
+    def unfitted(self) -> tuple[str, ...]:
+        """The arguments given as kinds that :meth:`prepare` has not fitted yet: ``"scale"``,
+        ``"target_scale"``, or neither (``()``). An exporter needs them fitted."""
+        return tuple(name for name, kind in (("scale", self._scale_to_fit), ("target_scale", self._target_scale_to_fit))
+                     if kind is not None)
+
     def encode_labels(self, y, name: str = "y"):
         """Class labels ``(m,)`` to output indices ``0..k-1`` (int64), on the array's side.
 

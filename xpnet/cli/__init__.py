@@ -1,6 +1,6 @@
 """The ``xpnet`` command line: ``main(argv) -> exit code``.
 
-Subcommands: ``train``, ``evaluate``, ``predict``, ``sweep``, ``bench``, ``info``.
+Subcommands: ``train``, ``evaluate``, ``predict``, ``sweep``, ``export``, ``bench``, ``info``.
 
 Every user error (bad flag value, unusable device, shape mismatch, unreadable
 file) is printed as one line on stderr with exit code 2; there are no tracebacks
@@ -14,8 +14,8 @@ Which file does what, lowest first (each imports only from those before it):
 types and help texts, :class:`TrainConfig` and the presets; ``files.py`` reads
 ``--data`` and checks the user's files and output paths; ``reports.py`` prints
 progress, results and class or regression reports; ``train.py`` runs ``train`` and
-``sweep``, ``evaluate.py`` runs ``evaluate`` and ``predict``, ``tools.py`` runs
-``bench`` and ``info``; this file parses, dispatches and turns exceptions, signals
+``sweep``, ``evaluate.py`` runs ``evaluate`` and ``predict``, ``export.py`` runs ``export``,
+``tools.py`` runs ``bench`` and ``info``; this file parses, dispatches and turns exceptions, signals
 and a closed pipe into exit codes.
 """
 
@@ -28,6 +28,7 @@ import sys
 
 from ..threads import blas_threads, default_threads, usable_cores
 from .evaluate import cmd_evaluate, cmd_predict
+from .export import cmd_export
 from .flags import EXIT_DIVERGED, EXIT_USAGE, PRESETS, PRESETS_HELP, TrainConfig, UsageError, build_parser
 from .tools import cmd_bench, cmd_info
 from .train import cmd_sweep, cmd_train
@@ -36,7 +37,7 @@ __all__ = ["PRESETS", "PRESETS_HELP", "TrainConfig", "UsageError", "blas_threads
            "usable_cores"]
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "bench": cmd_bench, "info": cmd_info}  # command -> handler(args) -> exit code
+            "export": cmd_export, "bench": cmd_bench, "info": cmd_info}  # command -> handler(args) -> exit code
 
 
 def _resume_hint(argv: list[str], checkpoint: str) -> str:
@@ -59,7 +60,7 @@ def _resume_hint(argv: list[str], checkpoint: str) -> str:
 # Flags that name files a command writes: a run that has any still finishes it after stdout's reader has gone.
 
 
-OUTPUT_FLAGS = ("save", "checkpoint", "out", "plot", "json", "markdown")  # json, markdown: bench's FILE
+OUTPUT_FLAGS = ("save", "checkpoint", "out", "plot", "json", "markdown", "onnx")  # json, markdown: bench's FILE
 COMPUTING = ("train", "sweep", "evaluate", "predict", "bench")  # the commands that take --threads
 
 

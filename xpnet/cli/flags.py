@@ -420,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--markdown", metavar="FILE", help="also write a markdown report (environment and table) to FILE")
     _add_threads_flag(bn)
 
+    x = sub.add_parser("export", argument_default=sup, help="write a saved model as an ONNX file to serve elsewhere",
+                       description="Write a saved model (or checkpoint) as one ONNX graph, opset 12: the input scaler, "
+                                   "every layer in eval mode, the output and the class labels. Input X (N, n_features) "
+                                   "in the model's dtype; outputs label and probabilities (a classifier) or variable (a "
+                                   "regressor), skl2onnx's names. Opset 12 is the lowest with every operator used: GELU "
+                                   "and layer norm are built from primitives (Gelu needs opset 20, LayerNormalization 17).")
+    x.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
+    x.add_argument("--onnx", required=True, metavar="FILE.onnx",
+                   help="write the ONNX graph here (opset 12); an old file is replaced only on success (needs the onnx "
+                        "extra: onnx, and onnxruntime to run it)")
+
     sub.add_parser("info", help="versions, BLAS, GPUs and usable backends",
                    description="Show library versions, the BLAS in use, visible GPUs and which backends work here.")
     return parser

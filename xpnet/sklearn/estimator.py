@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from ..backend import NO_BUFFERS, Backend, Buffers, DeviceError, get_backend, to_numpy
 from ..batches import batch_spans, block_sorted, gather_batch
+from ..export import ExportHead, export_onnx
 from ..layers import build_blocks, draw_masks
 from ..losses import DEFAULT_LOSS
 from ..model import MLP
@@ -680,6 +681,20 @@ class MLPEstimator(BaseEstimator):
         check_is_fitted(self)
         self.mlp_.data_info = self._fitted_record()
         self.mlp_.save(path)
+
+    def export_onnx(self, path) -> None:
+        """Write the fitted estimator to ``path`` as an ONNX file (opset 12; :func:`xpnet.export_onnx`):
+        input ``X`` ``(N, n_features_in_)`` in the network's dtype; a classifier's ``label`` (``predict``:
+        ``classes_``, or multi-label 0/1 rows) and ``probabilities`` (``predict_proba``, two columns for
+        one logistic unit), a regressor's ``variable`` ``(N, n_outputs_)`` (``predict``). Needs onnx."""
+        check_is_fitted(self)
+        head = ExportHead(exp=self.out_activation_ == "exp")
+        if self._is_classifier:
+            classes = None if self._y_type.startswith("multilabel") else self.classes_
+            if classes is not None and len(classes) < 2:  # one class: both outputs of the unit are it
+                classes = np.repeat(classes, 2)
+            head = ExportHead(classes=classes, both_columns=self.n_outputs_ == 1, above_half=True)
+        export_onnx(self.mlp_, path, head)
 
     @classmethod
     def load(cls, path, device: Any = "cpu"):
