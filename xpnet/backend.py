@@ -35,8 +35,8 @@ import numpy as np
 
 from ._cuda import allow_tf32, apply_tf32, cupy_tf32, explain_cuda_failure, first_line, first_run_failure, tf32_wanted
 
-__all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "free_memory", "get_backend",
-           "host_memory", "to_numpy"]
+__all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "dlpack_device", "free_memory",
+           "get_backend", "host_memory", "host_view", "to_numpy"]
 
 CUDA_HINT = ('install CuPy with pip install "cupy-cuda13x[ctk]>=14" (or "cupy-cuda12x[ctk]>=14" for a CUDA 12 driver), '
              "or use --device cpu")
@@ -128,19 +128,39 @@ class Backend:
         return None
 
     def asarray(self, a, dtype=None):
-        """Move ``a`` (host or device array) onto this backend's device, once.
+        """Move ``a`` (host or device array) onto this backend's device, once; in ``dtype`` if given.
 
-        Another library's array goes through the host. A CuPy array on another GPU is copied
-        onto this one: ``xp.asarray`` runs with this device current, where CuPy copies an array
-        that lives elsewhere (``_array_from_cupy_ndarray`` compares the array's device with the
-        current one); an array already here is returned as it is.
+        Another library's array that already lives where this backend computes comes in by
+        DLPack, without a copy: one in host memory for NumPy (a CPU torch tensor, a JAX CPU array:
+        ``np.from_dlpack``, see :func:`host_view`), one on a CUDA GPU for CuPy (a torch CUDA tensor,
+        a JAX GPU array: ``cupy.from_dlpack``, on CuPy's current stream, which CuPy hands the
+        producer to wait on). A torch tensor that requires grad is detached first (a view). Any
+        other goes through the host (:func:`to_numpy`), as does a dtype DLPack cannot carry
+        (bfloat16). A CuPy array on another GPU is copied onto this one: ``xp.asarray`` runs with
+        this device current, where CuPy copies an array that lives elsewhere
+        (``_array_from_cupy_ndarray`` compares the array's device with the current one); an array
+        already here is returned as it is. The one copy left is ``dtype``'s, where it differs
+        (float64 data for a float32 model), made on this device.
         """
-        if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray):
-            if array_api_compat.array_namespace(a) is not self.xp:
-                a = to_numpy(a)  # another library's array: go through the host
         with self.activate():
+            if _foreign(a, self.xp):
+                a = self._imported(a)
             out = self.xp.asarray(a, device=self.device)
             return out if dtype is None or out.dtype == dtype else self.xp.astype(out, dtype, copy=False)
+
+    def _imported(self, a):
+        """Another library's array ``a`` as this backend's (DLPack, no copy), or as NumPy through the host."""
+        where = dlpack_device(a)
+        if self.is_numpy:
+            view = host_view(a)
+            if view is not a:
+                return view
+        elif self.is_cupy and where is not None and where[0] in (DLPACK_CUDA, DLPACK_CUDA_MANAGED):
+            import cupy  # the raw module's from_dlpack: it sets the producer's device and stream
+
+            with contextlib.suppress(BufferError, RuntimeError, TypeError, ValueError, NotImplementedError):
+                return cupy.from_dlpack(_exportable(a))  # on the array's GPU; asarray copies it here if that is another
+        return to_numpy(a)  # another device or namespace, or a dtype DLPack cannot carry: through the host
 
     @property
     def supports_out(self) -> bool:
@@ -317,6 +337,59 @@ class Random:
         :func:`xpnet.batches.block_sorted`."""
         perm = self._host.permutation(n)
         return perm if self.backend.is_numpy else self.backend.asarray(perm)
+
+
+# DLPack's device types (dlpack.h ``DLDeviceType``) that xpnet imports from
+DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_MANAGED = 1, 2, 13
+
+
+def dlpack_device(a) -> tuple[int, int] | None:
+    """``(device type, device id)`` of an array that speaks DLPack (``__dlpack__`` and
+    ``__dlpack_device__``): ``(1, 0)`` in host memory, ``(2, N)`` on CUDA GPU N; else ``None``."""
+    if not (hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__")):
+        return None
+    try:
+        kind, index = a.__dlpack_device__()
+        return int(kind), int(index)
+    except (AttributeError, BufferError, RuntimeError, TypeError, ValueError):
+        return None
+
+
+def _exportable(a):
+    """``a`` ready for ``__dlpack__``: a torch tensor that requires grad detached (a view of the same
+    memory; torch refuses to export a tensor that is part of a graph)."""
+    if array_api_compat.is_torch_array(a) and a.requires_grad:
+        return a.detach()
+    return a
+
+
+def _foreign(a, xp) -> bool:
+    """Whether ``a`` is another library's array than namespace ``xp``'s (a NumPy array never is:
+    every namespace takes one as it is)."""
+    if isinstance(a, np.ndarray):
+        return False
+    if array_api_compat.is_array_api_obj(a):
+        return array_api_compat.array_namespace(a) is not xp
+    return dlpack_device(a) is not None
+
+
+def host_view(a):
+    """Another library's array in host memory (a CPU torch tensor, a JAX CPU array, any object that
+    speaks DLPack from the CPU) as a NumPy array over the same memory: ``np.from_dlpack``, no copy,
+    its strides kept (a non-contiguous tensor stays a strided view). Anything else is returned as it
+    is: NumPy arrays, device arrays (a torch CUDA tensor: :meth:`Backend.asarray` takes it), a dtype
+    NumPy lacks (bfloat16), and array-api-strict's arrays, whose devices are simulated in host
+    memory (its ``device1`` answers DLPack as the CPU too) and must keep them: its tests rely on
+    arrays of two devices refusing to mix."""
+    if isinstance(a, np.ndarray) or type(a).__module__.startswith("array_api_strict"):
+        return a
+    where = dlpack_device(a)
+    if where is None or where[0] != DLPACK_CPU:
+        return a
+    try:
+        return np.from_dlpack(_exportable(a))
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        return a  # a dtype or layout NumPy cannot take: as before, through the array's own library
 
 
 def to_numpy(a) -> np.ndarray:

@@ -3,7 +3,9 @@
 Each failure is a ``ValueError`` that names the argument, shows the bad value and
 says what is expected. Checks run with the array's own namespace, so data that is
 already on a GPU (or on array-api-strict's other device) is checked where it lives;
-each check reads back one boolean, never the data.
+each check reads back one boolean, never the data. Another library's array in host
+memory (a CPU torch tensor) is checked as the NumPy view of it that :func:`as_array`
+makes, without a copy. Finiteness is one sum, not an ``(m, n)`` mask (:func:`all_finite`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .backend import host_view
+
 
 def as_array(a: Any, name: str):
-    """``a`` as an array: backend arrays pass through, anything else goes through NumPy."""
-    if array_api_compat.is_array_api_obj(a):
+    """``a`` as an array: NumPy and device arrays pass through; another library's array in host
+    memory (a CPU torch tensor, one that requires grad too) becomes a NumPy view of the same memory
+    (:func:`~xpnet.backend.host_view`, DLPack: no copy); anything else goes through NumPy."""
+    if isinstance(a, np.ndarray):
         return a
+    view = host_view(a)
+    if view is not a or array_api_compat.is_array_api_obj(a):
+        return view
     try:
         arr = np.asarray(a)
     except (TypeError, ValueError) as exc:
@@ -45,6 +54,17 @@ def _all(xp, cond) -> bool:
     return bool(xp.all(cond))
 
 
+def all_finite(xp, X) -> bool:
+    """Whether every value of floating ``X`` is finite, in one reduction and one scalar read: a sum is
+    finite only if every term is (a NaN or an infinity carries into it), so only data whose sum
+    overflows, or that holds non-finite values, pays for the elementwise test and its ``(m, n)``
+    boolean mask (scikit-learn's ``_assert_all_finite`` does the same)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the answer, not a warning
+        if bool(xp.isfinite(xp.sum(X))):
+            return True
+    return _all(xp, xp.isfinite(X))
+
+
 def check_features(X: Any, n_in: int, name: str = "X"):
     """Validate a feature matrix ``(m, n_in)``: numeric, 2-D, non-empty, finite.
 
@@ -69,7 +89,7 @@ def check_features(X: Any, n_in: int, name: str = "X"):
         )
     if kind == "f":
         xp = array_api_compat.array_namespace(X)
-        if not _all(xp, xp.isfinite(X)):
+        if not all_finite(xp, X):
             bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int64)))
             raise ValueError(f"{name} contains {bad} NaN or infinite value(s): expected finite numbers")
     return X
@@ -77,8 +97,9 @@ def check_features(X: Any, n_in: int, name: str = "X"):
 
 def check_range(X: np.ndarray, dtype: str, name: str) -> None:
     """A ValueError naming ``name`` if host ``X`` (e.g. float64 features) holds values that ``dtype``
-    (float32) turns into infinities, with the fixes: rescale, or a wider dtype."""
-    top = float(np.max(np.abs(X)))
+    (float32) turns into infinities, with the fixes: rescale, or a wider dtype. Two reductions, no
+    ``abs(X)`` copy."""
+    top = max(float(np.max(X)), -float(np.min(X)))
     limit = float(np.finfo(dtype).max)
     if top > limit:
         raise ValueError(f"{name} holds values up to {top:g}, beyond {dtype}'s range (+-{limit:.3g}): they would become "
@@ -106,7 +127,7 @@ def check_targets(y: Any, m: int, n_out: int, output: str, name: str = "y"):
     if y.shape[0] != m:
         raise ValueError(f"{name} has {y.shape[0]} samples but X has {m}: expected the same number of rows")
     xp = array_api_compat.array_namespace(y)
-    if kind == "f" and not _all(xp, xp.isfinite(y)):
+    if kind == "f" and not all_finite(xp, y):
         raise ValueError(f"{name} contains NaN or infinite values: expected finite targets")
     if y.ndim == 2:
         if y.shape[1] != n_out:

@@ -30,6 +30,7 @@ from ..export import ExportHead, export_onnx
 from ..layers import build_blocks, draw_masks
 from ..losses import DEFAULT_LOSS
 from ..model import MLP
+from ..validate import all_finite
 from .heads import HEADS, HIDDEN, Head
 from .inputs import check_sample_weight, dense, on_device
 from .solvers import AdamRule, SGDRule
@@ -231,7 +232,7 @@ class MLPEstimator(BaseEstimator):
                 or xp.isdtype(X.dtype, "bool")):
             raise ValueError(f"X has dtype {X.dtype}: expected real numbers")
         validate_data(self, X, skip_check_array=True, reset=reset)  # n_features_in_, and its message
-        if xp.isdtype(X.dtype, "real floating") and not bool(xp.all(xp.isfinite(X))):
+        if xp.isdtype(X.dtype, "real floating") and not all_finite(xp, X):  # a sum: no (m, n) mask
             raise ValueError("Input X contains NaN or infinity.")
         return X
 
