@@ -12,7 +12,9 @@ from ..backend import to_numpy
 
 
 def on_device(a) -> bool:
-    """A non-NumPy array-API array (CuPy, array-api-strict, torch): kept off scikit-learn's checks."""
+    """A non-NumPy array-API array (CuPy, array-api-strict, torch, JAX): kept off scikit-learn's checks, which
+    would read it through ``np.asarray`` (a copy off a GPU; refused for a tensor that requires grad); the
+    model takes it by DLPack, without a copy where it already lives (:meth:`xpnet.Backend.asarray`)."""
     return array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray)
 
 
