@@ -1,10 +1,14 @@
 """The CSV reader behind :func:`xpnet.data.load_file`, on the host with NumPy.
 
 The first :data:`SNIFF_LINES` lines with data decide the format (UTF-8 byte-order mark, header,
-delimiter, decimal comma, a pandas or R index column, a delimiter ending every line); np.loadtxt
-(C) then reads the bulk. When it fails, the file is read again line by line to name the first bad
-line and its text. :func:`load_csv` picks the label column or columns (an index, a header name,
-several, or a range ``"FIRST:LAST"``), checks text labels, and drops columns in place.
+delimiter, decimal comma, a pandas or R index column, a delimiter ending every line); a C parser
+then reads the bulk: pandas' ``read_csv``, some 300,000 values at a time into one preallocated array,
+when pandas is installed and the file is large (:data:`PARSER`), else np.loadtxt. When pandas
+fails, or reads anything np.loadtxt would not (a missing value, a short row, a byte that is not
+UTF-8), np.loadtxt reads the file again, so that values and errors are the same on both paths;
+when np.loadtxt fails, the file is read line by line to name the first bad line and its text.
+:func:`load_csv` picks the label column or columns (an index, a header name, several, or a range
+``"FIRST:LAST"``), checks text labels, and drops columns in place.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +32,13 @@ _SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", " ": "whitespace"}
 _SEPARATORS_PLURAL = {",": "commas", ";": "semicolons", "\t": "tabs", " ": "runs of spaces"}
 SNIFF_LINES = 50  # lines with data that decide the format; the rest goes straight to np.loadtxt
 _BLOCK = 1 << 20  # elements moved at a time when a column is squeezed out in place (8 MB of float64)
+# The bulk parse of numbers: "auto" is pandas' C parser when pandas imports and either the file has
+# PANDAS_BYTES or more or pandas is imported already (importing it costs about 0.4 s of CPU, what
+# np.loadtxt spends on some 12 MB), else np.loadtxt; "pandas" whenever pandas imports; "numpy"
+# never (the tests run the readers' messages both ways).
+PARSER = "auto"
+PANDAS_BYTES = 16 << 20
+_CHUNK_CELLS = 300_000  # values pandas parses at a time: 5,000 rows of 60 columns (its buffers for them take ~5x their 2.4 MB)
 
 
 class _CsvFormat(NamedTuple):
@@ -352,6 +365,29 @@ class _Hashed(io.RawIOBase):
         return n
 
 
+class _Checked(_Hashed):
+    """:class:`_Hashed` that also counts the bytes read and notes whether they are all UTF-8 (pandas
+    decodes only the fields it keeps as text: a stray byte elsewhere would pass unseen)."""
+
+    def __init__(self, f, digest):
+        super().__init__(f, digest)
+        self.read_bytes, self.utf8 = 0, True
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        block = memoryview(b)[:n]
+        if self.digest is not None:
+            self.digest.update(block)
+        self.read_bytes += n
+        if self.utf8 and (self._decoder.getstate()[0] or not block.tobytes().isascii() or n == 0):
+            try:
+                self._decoder.decode(block, final=n == 0)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        return n
+
+
 def _text(p: Path, digest=None):
     """``p`` opened as np.loadtxt's lines want it (UTF-8, a BOM dropped, any line end), its
     bytes also fed to ``digest`` when one is given."""
@@ -362,7 +398,21 @@ def _text(p: Path, digest=None):
 
 def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dtype, digest=None) -> np.ndarray:
     """np.loadtxt over the data lines, ``(m, len(usecols))``; on failure, the first bad line.
-    ``digest`` (hashlib) gets every byte of the file on the way."""
+    ``digest`` (hashlib) gets every byte of the file on the way. Numbers go through pandas'
+    parser first when :func:`_pandas` says so (:func:`_read_pandas`)."""
+    pd = _pandas(p) if dtype is not str and not fmt.trailing else None
+    if pd is not None:
+        with io.BufferedReader(_Checked(open(p, "rb"), digest), 1 << 16) as f:  # pandas may close it
+            table = _read_pandas(pd, f, os.path.getsize(p), fmt, usecols)
+        if digest is not None:  # any bytes pandas did not read (it stopped early) go into the digest too
+            with open(p, "rb") as rest:
+                rest.seek(f.raw.read_bytes)
+                for block in iter(lambda: rest.read(1 << 20), b""):
+                    digest.update(block)
+        if table is not None and f.raw.utf8:
+            return table
+        del table
+        digest = None  # np.loadtxt reads the file again, hashed already
 
     def lines():  # only data rows: np.loadtxt skips empty lines but not all-space or indented comments
         row = -1  # 0-based data row, as np.loadtxt counts them
@@ -392,6 +442,57 @@ def _loadtxt(p: Path, what: str, fmt: _CsvFormat, usecols: list[int] | None, dty
     if len(table) == 0:
         raise ValueError(f"{what} has no data rows after line {fmt.skip}")
     return table
+
+
+def _pandas(p: Path):
+    """The pandas module when it should parse the bulk of ``p`` (:data:`PARSER`), else None."""
+    if PARSER == "numpy" or (PARSER == "auto" and "pandas" not in sys.modules and os.path.getsize(p) < PANDAS_BYTES):
+        return None
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas
+
+
+def _read_pandas(pd, f, size: int, fmt: _CsvFormat, usecols: list[int] | None) -> np.ndarray | None:
+    """The data rows of the binary file ``f`` (``size`` bytes, read through a :class:`_Checked`) as
+    float64 ``(m, len(usecols))``, parsed by pandas' C parser :data:`_CHUNK_CELLS` values at a time
+    into one array grown in place; None where np.loadtxt must decide (a value that is not a
+    number, "" or "NA" among them; a NaN; a row of another width; no rows), so that both paths
+    give the same array or the same error."""
+    n = fmt.n_fields if usecols is None else len(usecols)
+    out, m = None, 0  # (capacity, n) float64, rows filled
+    try:
+        # Runs of spaces are sep=r"\s+"; quotes, comments and blank lines as np.loadtxt and lines() read them.
+        reader = pd.read_csv(f, sep=r"\s+" if fmt.delimiter == " " else fmt.delimiter, header=None, skiprows=fmt.skip,
+                             usecols=usecols, dtype=np.float64, comment="#", quotechar='"', index_col=False,
+                             na_filter=False,  # "", "NA" and a short row's missing fields fail (faster, and np.loadtxt's turn)
+                             decimal="," if fmt.decimal_comma else ".", encoding="utf-8", engine="c",
+                             chunksize=max(_CHUNK_CELLS // max(fmt.n_fields, 1), 1))
+        with reader:
+            for chunk in reader:
+                block = chunk.to_numpy(np.float64)  # (rows, n)
+                if block.shape[1] != n or np.isnan(block).any():
+                    return None
+                if out is None or m + len(block) > len(out):
+                    # Rows in the file, from the bytes the first chunk took (the buffer ahead of the parser
+                    # makes it an underestimate: 10% more). Untouched rows cost address space, not memory,
+                    # and resize grows and shrinks in place (realloc) where it can.
+                    guess = int(len(block) * size / max(f.raw.read_bytes, 1) * 1.1) + len(block)
+                    capacity = max(guess, m + len(block)) if out is None else max(int(len(out) * 1.25), m + len(block))
+                    if out is None:
+                        out = np.empty((capacity, n))
+                    else:
+                        out.resize((capacity, n), refcheck=False)
+                out[m:m + len(block)] = block
+                m += len(block)
+    except (ValueError, TypeError, OverflowError):  # ParserError, EmptyDataError, UnicodeDecodeError are ValueErrors
+        return None
+    if m == 0:
+        return None
+    out.resize((m, n), refcheck=False)
+    return out
 
 
 def _csv_error(p: Path, what: str, fmt: _CsvFormat, checked: list[int], exc: Exception) -> ValueError:
