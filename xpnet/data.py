@@ -10,8 +10,9 @@
 - Seeded generators, no scikit-learn needed: :func:`make_planar` (the 2-layer
   tutorial's "flower"), :func:`make_moons`, :func:`make_circles`, :func:`make_xor`,
   :func:`make_sphere`.
-- :func:`load_file`: user data, ``.npz`` with arrays ``X`` and ``y`` or ``.csv`` (read by
-  :mod:`xpnet.csvfile`), from a file, a named pipe or standard input (:func:`regular_file`).
+- :func:`load_file`: user data, ``.npz`` with arrays ``X`` and ``y``, ``.csv`` (read by
+  :mod:`xpnet.csvfile`), or ``.parquet`` / ``.feather`` (read by :mod:`xpnet.arrowfile`, with
+  pyarrow), from a file, a named pipe or standard input (:func:`regular_file`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .arrowfile import load_arrow
 from .csvfile import SNIFF_LINES as SNIFF_LINES  # re-exported: the lines that decide a .csv's format
 from .csvfile import load_csv
 from .labels import EXACT_INTEGERS as EXACT_INTEGERS  # re-exported: where float labels stop being exact integers
@@ -205,16 +207,20 @@ def load_dataset(name: str, seed: int = 0, test_fraction: float = 0.2, data_dir=
 def load_file(path, label_column: int | str | None = -1, delimiter: str | None = None,
               notes: list[str] | None = None, identity: dict | None = None,
               name: str | None = None, label_names: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or a ``.csv`` with one label column.
+    """Read user data: ``.npz`` with arrays ``X`` (and ``y``), or a ``.csv``, ``.parquet`` or ``.feather``
+    with one label column (or several).
 
     Args:
-        path: a ``.npz``, ``.csv`` or ``.tsv`` (a ``.csv`` separated by tabs) file; a named pipe
-            or other stream with such a name; or ``"-"``, a ``.csv`` read from standard input.
+        path: a ``.npz``, ``.csv``, ``.tsv`` (a ``.csv`` separated by tabs), ``.parquet`` or
+            ``.feather`` file (the last two need pyarrow: numeric columns are features, a text
+            column is labels); a named pipe or other stream with such a name; or ``"-"``, a
+            ``.csv`` read from standard input.
             A stream is read once, into a temporary copy that is gone when this returns.
-        label_column: for a ``.csv``, the label's column: an int index (negative counts from the
-            end; default -1, the last) or a header name (str); ``None`` reads every column as a
-            feature and returns ``y = None``. An unnamed leading index column is dropped first,
-            so indices count the remaining columns. Several label columns (multi-label: one
+        label_column: for a ``.csv``, ``.parquet`` or ``.feather``, the label's column: an int
+            index (negative counts from the end; default -1, the last) or a header (column) name
+            (str); ``None`` reads every column as a feature and returns ``y = None``. An unnamed
+            leading index column (pandas' stored index) is dropped first, so indices count the
+            remaining columns. Several label columns (multi-label: one
             0/1 column per label) are a list of indices or names, or a range ``"FIRST:LAST"``
             of either, both ends included (as pandas' ``.loc`` slices names).
         delimiter: for a ``.csv``, ``None`` detects ``,`` ``;`` tab or runs of spaces from the
@@ -227,7 +233,7 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
             ``bytes`` and ``sha256`` (of a stream, taken as it is read).
         name: what messages call the file (default ``path``): the name a user gave for a
             stream that :func:`regular_file` has copied.
-        label_names: when a list, gets the names of a ``.csv``'s label columns (header names,
+        label_names: when a list, gets the names of a table's label columns (header names,
             else their indices), one per column of a 2-D ``y``.
 
     Returns:
@@ -248,9 +254,9 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
     p = Path(path)
     if str(path) != "-":
         if p.is_dir():
-            raise ValueError(f"--data {shown!r} is a directory: expected a .npz, .csv or .tsv file")
+            raise ValueError(f"--data {shown!r} is a directory: expected a .npz, .csv, .tsv, .parquet or .feather file")
         if not p.exists():
-            raise ValueError(f"--data {shown!r} does not exist: expected a .npz, .csv or .tsv file")
+            raise ValueError(f"--data {shown!r} does not exist: expected a .npz, .csv, .tsv, .parquet or .feather file")
     columns = list(label_column) if isinstance(label_column, (list, tuple)) else [label_column]
     if label_column is not None and (not columns or any(
             isinstance(c, bool) or not isinstance(c, (int, np.integer, str)) for c in columns)):
@@ -260,14 +266,18 @@ def load_file(path, label_column: int | str | None = -1, delimiter: str | None =
         raise ValueError(f"--delimiter {delimiter!r} is not valid: expected one character such as ',' ';' or a tab "
                          "(' ' for runs of spaces), or none to detect it")
     suffix = ".csv" if str(path) == "-" else p.suffix.lower()
-    if suffix not in (".npz", ".csv", ".tsv"):
+    if suffix not in (".npz", ".csv", ".tsv", ".parquet", ".feather"):
         raise ValueError(f"--data {shown!r} has suffix {suffix!r}: expected .npz, .csv or .tsv (or - for a .csv "
-                         "on standard input)")
-    # A regular .csv is hashed by the parse as it reads it (a stream, as it is copied; an .npz, apart)
-    parsed = identity is not None and suffix != ".npz" and str(path) != "-" and p.is_file()
+                         "on standard input), .parquet or .feather")
+    if delimiter is not None and suffix in (".parquet", ".feather"):
+        raise ValueError(f"--delimiter {delimiter!r} is for .csv files, and --data {shown!r} is {suffix}: leave it out")
+    # A regular .csv is hashed by the parse as it reads it (a stream, as it is copied; other files, apart)
+    parsed = identity is not None and suffix in (".csv", ".tsv") and str(path) != "-" and p.is_file()
     with regular_file(path, None if parsed else identity) as regular:
         if suffix == ".npz":
             X, y = _load_npz(regular, notes, shown)
+        elif suffix in (".parquet", ".feather"):
+            X, y = load_arrow(regular, label_column, notes, shown, label_names)
         else:
             digest = hashlib.sha256() if parsed else None
             X, y = load_csv(regular, label_column, "\t" if delimiter is None and suffix == ".tsv" else delimiter,

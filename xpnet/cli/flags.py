@@ -237,8 +237,8 @@ def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> Non
                         f"downloaded once; planar, moons, circles, xor, sphere: generated "
                         f"(default: {recorded if from_model else ''}{d.dataset})")
     p.add_argument("--data", metavar="FILE",
-                   help=".npz with arrays X and y, or .csv (.tsv: tabs) with the label in the last column; - reads a "
-                        ".csv from standard input")
+                   help=".npz with arrays X and y, or .csv (.tsv: tabs), .parquet or .feather (these two need pyarrow) "
+                        "with the label in the last column; - reads a .csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
                    help="label column of a .csv: an index (negative from the end) or a header name; given several "
                         "times, or as a range FIRST:LAST (both included; one starting with - goes as "
@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
     p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     p.add_argument("--data", required=True, metavar="FILE",
-                   help=".npz with array X, or .csv (.tsv: tabs) of features; - reads a .csv from standard input")
+                   help=".npz with array X, or .csv (.tsv: tabs), .parquet or .feather of features; - reads a .csv from "
+                        "standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
                    help="column to drop from a .csv with one extra column: an index or a header name; several, or a "
                         "range FIRST:LAST (--label-column=-3:-1 for one starting with -), for a multi-label model's "
