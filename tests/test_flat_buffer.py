@@ -179,9 +179,8 @@ def test_the_counter_counts():
 # ------------------------------------------------------------ imports one way
 # Each module may import only modules of a lower rank, at the top or inside a function.
 RANKS = {
-    "_cuda": -1, "_version": 0, "threads": 0, "backend": 0, "kernels": 0, "validate": 0, "activations": 0, "metrics": 0,
-    "batches": 1, "layers": 1, "fused": 2,
-    "arrowfile": 2,
+    "_cuda": -1, "dlpack": -1, "_version": 0, "threads": 0, "backend": 0, "kernels": 0, "validate": 0, "activations": 0,
+    "metrics": 0, "batches": 1, "layers": 1, "fused": 2, "arrowfile": 2,
     "losses": 1, "preprocess": 1, "optim": 1, "labels": 1, "faults": 1, "flat": 1, "io": 2, "csvfile": 2, "data": 3, "model": 3,
     "history": 3, "checkpoint": 4, "export": 4, "distributed": 4, "train": 5, "logs": 6, "opcount": 6, "plot": 6, "bench": 7,
     "cli.flags": 9, "cli.files": 10, "cli.reports": 10, "cli.train": 11, "cli.evaluate": 11,

@@ -177,4 +177,7 @@ def test_train_and_evaluate_a_parquet_file(tmp_path, suffix, capsys):
     assert again["test_accuracy"] == pytest.approx(trained["test_accuracy"])
     features = write(tmp_path / f"f{suffix}", {k: v for k, v in columns.items() if k != "label"})
     assert run(["predict", "--model", str(model), "--data", str(features)]) == 0
-    assert len(capsys.readouterr().out.split()) == 60
+    from_features = capsys.readouterr().out.split()
+    assert len(from_features) == 60
+    assert run(["predict", "--model", str(model), "--data", str(path)]) == 0  # the label column is dropped
+    assert capsys.readouterr().out.split() == from_features

@@ -34,6 +34,7 @@ import array_api_compat
 import numpy as np
 
 from ._cuda import allow_tf32, apply_tf32, cupy_tf32, explain_cuda_failure, first_line, first_run_failure, tf32_wanted
+from .dlpack import DLPACK_CUDA, DLPACK_CUDA_MANAGED, dlpack_device, exportable, host_view
 
 __all__ = ["Backend", "Buffers", "DeviceError", "NO_BUFFERS", "Random", "allow_tf32", "dlpack_device", "free_memory",
            "get_backend", "host_memory", "host_view", "to_numpy"]
@@ -159,7 +160,7 @@ class Backend:
             import cupy  # the raw module's from_dlpack: it sets the producer's device and stream
 
             with contextlib.suppress(BufferError, RuntimeError, TypeError, ValueError, NotImplementedError):
-                return cupy.from_dlpack(_exportable(a))  # on the array's GPU; asarray copies it here if that is another
+                return cupy.from_dlpack(exportable(a))  # on the array's GPU; asarray copies it here if that is another
         return to_numpy(a)  # another device or namespace, or a dtype DLPack cannot carry: through the host
 
     @property
@@ -339,30 +340,6 @@ class Random:
         return perm if self.backend.is_numpy else self.backend.asarray(perm)
 
 
-# DLPack's device types (dlpack.h ``DLDeviceType``) that xpnet imports from
-DLPACK_CPU, DLPACK_CUDA, DLPACK_CUDA_MANAGED = 1, 2, 13
-
-
-def dlpack_device(a) -> tuple[int, int] | None:
-    """``(device type, device id)`` of an array that speaks DLPack (``__dlpack__`` and
-    ``__dlpack_device__``): ``(1, 0)`` in host memory, ``(2, N)`` on CUDA GPU N; else ``None``."""
-    if not (hasattr(a, "__dlpack__") and hasattr(a, "__dlpack_device__")):
-        return None
-    try:
-        kind, index = a.__dlpack_device__()
-        return int(kind), int(index)
-    except (AttributeError, BufferError, RuntimeError, TypeError, ValueError):
-        return None
-
-
-def _exportable(a):
-    """``a`` ready for ``__dlpack__``: a torch tensor that requires grad detached (a view of the same
-    memory; torch refuses to export a tensor that is part of a graph)."""
-    if array_api_compat.is_torch_array(a) and a.requires_grad:
-        return a.detach()
-    return a
-
-
 def _foreign(a, xp) -> bool:
     """Whether ``a`` is another library's array than namespace ``xp``'s (a NumPy array never is:
     every namespace takes one as it is)."""
@@ -371,25 +348,6 @@ def _foreign(a, xp) -> bool:
     if array_api_compat.is_array_api_obj(a):
         return array_api_compat.array_namespace(a) is not xp
     return dlpack_device(a) is not None
-
-
-def host_view(a):
-    """Another library's array in host memory (a CPU torch tensor, a JAX CPU array, any object that
-    speaks DLPack from the CPU) as a NumPy array over the same memory: ``np.from_dlpack``, no copy,
-    its strides kept (a non-contiguous tensor stays a strided view). Anything else is returned as it
-    is: NumPy arrays, device arrays (a torch CUDA tensor: :meth:`Backend.asarray` takes it), a dtype
-    NumPy lacks (bfloat16), and array-api-strict's arrays, whose devices are simulated in host
-    memory (its ``device1`` answers DLPack as the CPU too) and must keep them: its tests rely on
-    arrays of two devices refusing to mix."""
-    if isinstance(a, np.ndarray) or type(a).__module__.startswith("array_api_strict"):
-        return a
-    where = dlpack_device(a)
-    if where is None or where[0] != DLPACK_CPU:
-        return a
-    try:
-        return np.from_dlpack(_exportable(a))
-    except (BufferError, RuntimeError, TypeError, ValueError):
-        return a  # a dtype or layout NumPy cannot take: as before, through the array's own library
 
 
 def to_numpy(a) -> np.ndarray:

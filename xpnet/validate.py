@@ -16,7 +16,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backend import host_view
+from .dlpack import host_view
 
 
 def as_array(a: Any, name: str):

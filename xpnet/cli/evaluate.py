@@ -211,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_writable(out, "--out")
     model = _saved_model(args)
     n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
-    is_csv = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv")
+    is_csv = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv", ".parquet", ".feather")  # columns
     if hasattr(args, "label_column"):
         label_column = label_columns(args.label_column)
     else:  # a multi-label model's file may still hold the label columns it was trained with
