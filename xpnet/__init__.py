@@ -17,8 +17,9 @@ The house, one room per step, data flowing one way (a room imports only rooms be
 a test walks every import): ``cli/`` (one file per command family: ``flags``, ``files``
 for user files and output checks, ``reports``, ``train`` for train and sweep,
 ``evaluate`` for evaluate and predict, ``tools`` for bench and info) turns flags into
-calls; ``data`` reads data sets and the user's ``.npz`` (``csvfile`` reads CSVs) on the
-host; ``backend`` resolves the device to a namespace ``xp`` (``_cuda`` diagnoses CuPy's
+calls; ``data`` reads data sets and the user's ``.npz`` (``csvfile`` reads CSVs, ``arrowfile``
+Parquet and Feather) on the host; ``dlpack`` takes other libraries' arrays without a copy;
+``backend`` resolves the device to a namespace ``xp`` (``_cuda`` diagnoses CuPy's
 failures and owns TF32; ``threads`` reads and sets the BLAS threads); ``model`` is the
 ``MLP``: forward, backprop and predict over one flat buffer (``flat`` lays it out),
 with ``activations`` and ``losses`` as tables, ``layers`` for what sits between two products

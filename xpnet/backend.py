@@ -360,7 +360,8 @@ def to_numpy(a) -> np.ndarray:
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        return (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()  # NumPy has no bfloat16: float32
     if array_api_compat.is_array_api_obj(a):
         try:
             return np.from_dlpack(a)

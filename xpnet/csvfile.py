@@ -450,7 +450,7 @@ def _pandas(p: Path):
         return None
     try:
         import pandas
-    except ImportError:
+    except Exception:  # missing, or installed but broken (a binary mismatch): np.loadtxt reads it as before
         return None
     return pandas
 

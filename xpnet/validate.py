@@ -16,7 +16,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .dlpack import host_view
+from .dlpack import DLPACK_CPU, dlpack_device, host_view
 
 
 def as_array(a: Any, name: str):
@@ -28,6 +28,10 @@ def as_array(a: Any, name: str):
     view = host_view(a)
     if view is not a or array_api_compat.is_array_api_obj(a):
         return view
+    where = dlpack_device(a)
+    if where is not None and where[0] != DLPACK_CPU:  # a device array of a library array-api-compat does not know
+        raise ValueError(f"{name} lives on a device (DLPack device type {where[0]}, id {where[1]}) that xpnet cannot take "
+                         "it from: pass a CuPy or torch array, or a host (NumPy) copy")
     try:
         arr = np.asarray(a)
     except (TypeError, ValueError) as exc:

@@ -240,7 +240,8 @@ def _add_data_flags(p: argparse.ArgumentParser, from_model: bool = False) -> Non
                    help=".npz with arrays X and y, or .csv (.tsv: tabs), .parquet or .feather (these two need pyarrow) "
                         "with the label in the last column; - reads a .csv from standard input")
     p.add_argument("--label-column", type=_column, metavar="N|NAME", action="append",
-                   help="label column of a .csv: an index (negative from the end) or a header name; given several "
+                   help="label column of a .csv, .parquet or .feather: an index (negative from the end) or a header "
+                        "name; given several "
                         "times, or as a range FIRST:LAST (both included; one starting with - goes as "
                         "--label-column=-3:-1), the 0/1 columns of a multi-label file "
                         f"(default: {recorded if from_model else ''}-1, the last)")
@@ -391,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_flag(e)
 
     p = sub.add_parser("predict", argument_default=sup, help="predict labels (or probabilities) for a file",
-                       description="Predict with a saved model; a .csv may hold one extra label column, which is ignored.")
+                       description="Predict with a saved model; a .csv, .parquet or .feather file may hold its label column(s), "
+                                   "which are ignored.")
     p.add_argument("--model", required=True, metavar="PATH", help="a file written by train --save or --checkpoint")
     p.add_argument("--data", required=True, metavar="FILE",
                    help=".npz with array X, or .csv (.tsv: tabs), .parquet or .feather of features; - reads a .csv from "
