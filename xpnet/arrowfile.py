@@ -12,14 +12,15 @@ preallocated ``X``, so the peak is about the array plus one group.
 
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
 
 import numpy as np
 
+from .validate import label_positions
+
 ARROW_HINT = 'pip install "pyarrow>=15" (from a checkout, pip install ".[parquet]")'
 KINDS = {".parquet": "Parquet", ".feather": "Feather"}
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 _BATCH_ROWS = 65_536  # rows per batch read from a Parquet file
 
 
@@ -75,28 +76,6 @@ def _position(shown: str, names: list[str], column) -> int:
     if n < 2 or not -n <= column < n:
         raise ValueError(f"--label-column {int(column)} is out of range for {n} columns in {shown!r}")
     return int(column) % n
-
-
-def _label_positions(shown: str, names: list[str], label_column) -> list[int]:
-    """The label columns' positions, as :func:`xpnet.csvfile._label_indices` chooses them in a ``.csv``."""
-    if isinstance(label_column, str) and ":" in label_column and label_column not in names:
-        first, last = (int(v) if _INTEGER.fullmatch(v) else v.strip() for v in label_column.split(":", 1))
-        a, b = _position(shown, names, first), _position(shown, names, last)
-        if b < a:
-            raise ValueError(f"--label-column {label_column!r}: the range ends (column {b}) before it starts (column "
-                             f"{a}): expected FIRST:LAST in the file's order")
-        cols = list(range(a, b + 1))
-    elif isinstance(label_column, (list, tuple)):
-        cols = [_position(shown, names, c) for c in label_column]
-    else:
-        cols = [_position(shown, names, label_column)]
-    repeated = sorted({c for c in cols if cols.count(c) > 1})
-    if repeated:
-        raise ValueError(f"--label-column names column {names[repeated[0]]!r} twice: expected each label column once")
-    if len(cols) >= len(names):
-        raise ValueError(f"--label-column {label_column!r} takes all {len(cols)} columns of {shown!r}: expected at "
-                         "least one feature column left")
-    return cols
 
 
 def _numbers(pa, what: str, name: str, column, start: int) -> np.ndarray:
@@ -158,7 +137,8 @@ def load_arrow(p: Path, label_column, notes: list[str], shown: str | None = None
         raise ValueError(f"{what} has two columns named {twice!r}: expected distinct column names")
     if isinstance(label_column, (list, tuple)) and len(label_column) == 1:
         label_column = label_column[0]
-    cols = [] if label_column is None else _label_positions(shown, names, label_column)
+    place = functools.partial(_position, shown, names)  # a column (index or name) -> its position
+    cols = [] if label_column is None else label_positions(label_column, place, len(names), shown, names)
     for j, f in enumerate(fields):
         if j in cols and len(cols) > 1 and not _numeric(pa, f.type):
             raise ValueError(f"--label-column {f.name!r} of {shown!r} holds {f.type}: several label columns are "

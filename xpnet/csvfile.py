@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .validate import label_positions
+
 # What np.loadtxt's float parser accepts (no '1_0', no hex, unlike Python's float()), and integers
 _NUMBER = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*", re.IGNORECASE)
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
@@ -208,35 +210,10 @@ def _column_name(fmt: _CsvFormat, col: int) -> str:
 
 
 def _label_indices(shown: str, fmt: _CsvFormat, label_column) -> list[int] | None:
-    """The label columns' positions among the columns kept: one, several (a list, or a range
-    ``"FIRST:LAST"``, both ends included), or None; at least one column is left for features."""
+    """The label columns' positions among the columns kept (see :func:`xpnet.validate.label_positions`), or None."""
     if label_column is None:
         return None
-    if isinstance(label_column, str) and ":" in label_column and not (fmt.names and label_column in fmt.names):
-        first, last = (_as_column(v) for v in label_column.split(":", 1))
-        a, b = _label_index(shown, fmt, first), _label_index(shown, fmt, last)
-        if b < a:
-            raise ValueError(f"--label-column {label_column!r}: the range ends (column {b}) before it starts (column "
-                             f"{a}): expected FIRST:LAST in the file's order")
-        cols = list(range(a, b + 1))
-    elif isinstance(label_column, (list, tuple)):
-        cols = [_label_index(shown, fmt, c) for c in label_column]
-    else:
-        return [_label_index(shown, fmt, label_column)]
-    repeated = sorted({c for c in cols if cols.count(c) > 1})
-    if repeated:
-        raise ValueError(f"--label-column names column {_column_name(fmt, repeated[0])} twice: expected each label "
-                         "column once")
-    if len(cols) >= fmt.n_fields - fmt.index:
-        raise ValueError(f"--label-column {label_column!r} takes all {len(cols)} columns of {shown!r}: expected at "
-                         "least one feature column left")
-    return cols
-
-
-def _as_column(text: str) -> int | str:
-    """A range end as an index when it is an integer, else as a header name."""
-    text = text.strip()
-    return int(text) if _INTEGER.fullmatch(text) else text
+    return label_positions(label_column, lambda c: _label_index(shown, fmt, c), fmt.n_fields - fmt.index, shown, fmt.names)
 
 
 def _label_index(shown: str, fmt: _CsvFormat, label_column) -> int | None:

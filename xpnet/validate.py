@@ -11,6 +11,8 @@ makes, without a copy. Finiteness is one sum, not an ``(m, n)`` mask (:func:`all
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -193,3 +195,34 @@ def check_choice(value: Any, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not known: expected one of {', '.join(map(repr, choices))}")
     return value
+
+
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def label_positions(label_column, position: Callable[[Any], int], n_columns: int, shown: str,
+                    names: list[str] | None = None) -> list[int]:
+    """The label columns' positions in a file of ``n_columns`` columns (``names``: its header, or
+    ``None``): one (an index or a name), several (a list), or a range ``"FIRST:LAST"``, both ends
+    included (unless a column is named so). ``position(column)`` places one and raises the reader's
+    own message for a bad one. Each column once, and at least one left for features: the CSV and
+    Parquet readers' rule, in one place."""
+    if isinstance(label_column, str) and ":" in label_column and not (names and label_column in names):
+        first, last = (int(v) if _INTEGER.fullmatch(v) else v.strip() for v in label_column.split(":", 1))
+        a, b = position(first), position(last)
+        if b < a:
+            raise ValueError(f"--label-column {label_column!r}: the range ends (column {b}) before it starts (column "
+                             f"{a}): expected FIRST:LAST in the file's order")
+        cols = list(range(a, b + 1))
+    elif isinstance(label_column, (list, tuple)):
+        cols = [position(c) for c in label_column]
+    else:
+        return [position(label_column)]
+    repeated = sorted({c for c in cols if cols.count(c) > 1})
+    if repeated:
+        name = repr(names[repeated[0]]) if names else str(repeated[0])
+        raise ValueError(f"--label-column names column {name} twice: expected each label column once")
+    if len(cols) >= n_columns:
+        raise ValueError(f"--label-column {label_column!r} takes all {len(cols)} columns of {shown!r}: expected at "
+                         "least one feature column left")
+    return cols
