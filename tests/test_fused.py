@@ -225,5 +225,5 @@ def test_the_epoch_s_correct_count_is_exact_beyond_float32():
     from xpnet.train import _epoch_record
 
     flat = np.zeros(3, np.float32)
-    _, correct, finite = _epoch_record(np, flat, [np.float32(1.0)] * 3, [np.float32(63)] * 300001)
+    _, correct, finite = _epoch_record(np, flat, [np.float32(1.0)] * 3, [np.float32(63)] * 300001, "float32")
     assert correct == 63 * 300001 and finite

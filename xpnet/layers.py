@@ -29,6 +29,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .activations import ACTIVATIONS
 
 EPS = 1e-5  # PyTorch's BatchNorm1d and LayerNorm
@@ -268,8 +270,6 @@ def draw_masks(backend, blocks: list[Block], sizes, dtype: str, key: tuple[int, 
     what an uninterrupted one drew and every rank's share is what one process would draw for
     those rows; the host works and the device holds one batch's masks at a time.
     """
-    import numpy as np
-
     masks = []
     start, stop = part if part is not None else (0, rows)
     for h, block in enumerate(blocks):

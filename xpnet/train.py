@@ -425,7 +425,8 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     Wd = None if weights is None else backend.asarray(weights.astype(model.dtype))  # on the device once
     # class labels became one-hot targets: the correct count can come from them, no labels gathered
     # (a multi-label model's targets are its labels: counted from them the same way)
-    onehot = labels is not None and Yd.shape[1] > 1 and (as_array(y, "y").ndim == 1 or bool(model.multilabel))
+    label_vector = labels is not None and as_array(y, "y").ndim == 1  # y was class labels, not target rows
+    onehot = labels is not None and Yd.shape[1] > 1 and (label_vector or bool(model.multilabel))
     val = None
     if validation_data is not None:
         try:
@@ -441,7 +442,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     if model.norm == "batch" and any(stop_row - start < 2 for start, stop_row in spans):
         raise ValueError(f"norm='batch' needs at least 2 rows in every batch (a variance over one row is 0): "
                          f"batch_size={batch_size} leaves a batch of 1 row of m={m}; choose another batch_size")
-    fused = _fused_step(model, optimizer, path, reuse_buffers, labels is not None and as_array(y, "y").ndim == 1,
+    fused = _fused_step(model, optimizer, path, reuse_buffers, label_vector,
                         comm.size, Xd, labels, Wd, batch_size)
     mine = comm.share(spans)  # this rank's contiguous rows of each (all of them in one process)
     gather = shuffle and len(spans) > 1  # a full batch needs no permutation
@@ -496,7 +497,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
                 losses, corrects, done = run_epoch(model, optimizer, Xd, Yd, labels, mine, order, buf, callbacks,
                                                    first=first, stop=agreed, onehot=onehot, batch_sizes=sizes,
                                                    grad_hook=hook, weights=Wd, masks=masks, row_sum=row_sum)
-                step_losses, correct, finite = _epoch_record(xp, model.flat, losses, corrects)  # one read
+                step_losses, correct, finite = _epoch_record(xp, model.flat, losses, corrects, model.dtype)  # one read
             step_losses, correct = comm.epoch_sums(step_losses, correct)  # over the ranks: the same on each
             if first:  # resumed inside this epoch: prepend what the checkpoint had
                 step_losses = np.concatenate([pos.losses, step_losses])
@@ -548,7 +549,7 @@ def _fit(model, X, y, optimizer, epochs, batch_size, shuffle, validation_data, s
     return history
 
 
-def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, int, bool]:
+def _epoch_record(xp, flat, losses: list, corrects: list, dtype: str) -> tuple[np.ndarray, int, bool]:
     """An epoch of the generic path, read back at once: ``(each step's loss (host array, the
     model dtype), the correct count, whether every weight in ``flat`` is finite)``, from the
     steps' 0-d device losses and counts: one device read (and sync) for the three."""
@@ -558,7 +559,7 @@ def _epoch_record(xp, flat, losses: list, corrects: list) -> tuple[np.ndarray, i
              else xp.zeros((), dtype=wide, device=array_api_compat.device(flat)))
     parts += [xp.reshape(count, (1,)), xp.reshape(xp.astype(xp.all(xp.isfinite(flat)), wide), (1,))]
     record = to_numpy(xp.concat(parts))
-    return record[:-2].astype(to_numpy(flat[:0]).dtype), int(round(float(record[-2]))), bool(record[-1])
+    return record[:-2].astype(dtype), int(round(float(record[-2]))), bool(record[-1])
 
 
 def _step_masks(model: MLP, seed: int, epoch: int, spans, mine) -> Callable | None:

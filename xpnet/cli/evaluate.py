@@ -211,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_writable(out, "--out")
     model = _saved_model(args)
     n_in, delimiter, notes = model.sizes[0], getattr(args, "delimiter", None), []
-    is_csv = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv", ".parquet", ".feather")  # columns
+    tabular = args.data == "-" or Path(args.data).suffix.lower() in (".csv", ".tsv", ".parquet", ".feather")  # columns
     if hasattr(args, "label_column"):
         label_column = label_columns(args.label_column)
     else:  # a multi-label model's file may still hold the label columns it was trained with
@@ -224,10 +224,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             X, _ = load_file(path, label_column=None, delimiter=delimiter, notes=notes, name=args.data)
             extra = X.ndim == 2 and X.shape[1] == n_in + n_labels
         except ValueError:
-            if not is_csv:
+            if not tabular:
                 raise  # a missing or unreadable file: its own one-line message
             extra = True  # e.g. a text label column that cannot be read as a feature: try it as the labels
-        if extra and is_csv:  # one extra column: the labels, dropped
+        if extra and tabular:  # one extra column: the labels, dropped
             notes = []
             X, _ = load_file(path, label_column=label_column, delimiter=delimiter, notes=notes,
                              name=args.data)
